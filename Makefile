@@ -1,0 +1,75 @@
+# Nexus developer commands. `make` alone lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app nexus
+PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links --no-emit-trusted-host
+STAMP := $(VENV)/.installed
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): requirements-dev.txt requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation --editable .
+	touch $@
+
+.PHONY: venv
+venv: $(STAMP) ## Create .venv with the locked dependencies (other targets do this first)
+
+.PHONY: dev
+dev: $(STAMP) ## Run web + worker on real PostgreSQL and Redis (started here unless DATABASE_URL/REDIS_URL are set)
+	$(BIN)/python -m nexus.devstack
+
+.PHONY: test
+test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis, with coverage
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict, lock-check
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+	$(BIN)/mypy
+	$(MAKE) --no-print-directory lock-check
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format and auto-fix with ruff
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+.PHONY: lock
+lock: $(STAMP) ## Re-lock requirements*.txt from requirements*.in, keeping existing pins
+	$(PIP_COMPILE) --output-file requirements.txt requirements.in
+	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
+	$(BIN)/python .ci/lockcheck.py record requirements.txt requirements-dev.txt
+
+.PHONY: lock-check
+lock-check: $(STAMP) ## Fail if a requirements*.in changed since `make lock`
+	$(BIN)/python .ci/lockcheck.py check requirements.txt requirements-dev.txt
+
+.PHONY: migrate
+migrate: $(STAMP) ## Apply database migrations (flask --app nexus db upgrade)
+	$(FLASK) db upgrade
+
+.PHONY: worker
+worker: $(STAMP) ## Run an RQ worker on the high, default and low queues
+	$(FLASK) worker
+
+.PHONY: psql
+psql: $(STAMP) ## Open psql on the dev database
+	$(BIN)/python -m nexus.devstack psql
+
+.PHONY: redis-cli
+redis-cli: $(STAMP) ## Open redis-cli on the dev Redis
+	$(BIN)/python -m nexus.devstack redis-cli
+
+.PHONY: clean
+clean: ## Remove caches and coverage files (keeps .venv and data/)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .coverage .coverage.* htmlcov

@@ -1,0 +1,23 @@
+"""Nexus: a Flask 3 + RQ service foundation on PostgreSQL and Redis.
+
+``flask --app nexus ...`` finds :func:`create_app` here. It is imported on
+first use, so importing ``nexus`` (or ``nexus.config``) stays cheap and has no
+side effects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from nexus.app import create_app
+
+__all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from nexus.app import create_app  # noqa: PLC0415
+
+        return create_app
+    raise AttributeError(name)

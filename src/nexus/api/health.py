@@ -1,0 +1,110 @@
+"""Ops endpoints: ``/livez`` (the process answers) and ``/healthz`` (its dependencies do).
+
+``/healthz`` probes PostgreSQL (``SELECT 1``) and Redis (``PING``) at the same
+time under one deadline. Each dependency has at most one probe in flight: a
+server that hangs (SIGSTOP, a full disk) holds one thread, not one per
+request, and the next probe starts as soon as it answers, so the endpoint
+recovers by itself. Probe threads are daemons so a hung probe never blocks
+the process from exiting.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from flask import Blueprint, Response, current_app, jsonify
+from redis import Redis
+from sqlalchemy import Engine, text
+
+from nexus.infrastructure.logging import get_logger
+
+EXTENSION_KEY = "nexus.health"
+log = get_logger(__name__)
+bp = Blueprint("health", __name__)
+
+
+class SingleFlightProbe:
+    """Runs ``check`` on a daemon thread, never more than one at a time."""
+
+    def __init__(self, name: str, check: Callable[[], object]) -> None:
+        self.name = name
+        self._check = check
+        self._lock = threading.Lock()
+        self._in_flight: Future[None] | None = None
+
+    def start(self) -> Future[None]:
+        """The running probe, or a new one if none is running."""
+        with self._lock:
+            if self._in_flight is None or self._in_flight.done():
+                future: Future[None] = Future()
+                thread = threading.Thread(
+                    target=self._run, args=(future,), name=f"health-{self.name}", daemon=True
+                )
+                self._in_flight = future
+                thread.start()
+            return self._in_flight
+
+    def _run(self, future: Future[None]) -> None:
+        try:
+            self._check()
+        except Exception as exc:  # any failure means "error"
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+
+class HealthCheck:
+    """Probes every dependency concurrently and reports ``ok`` or ``error`` for each."""
+
+    def __init__(self, probes: Mapping[str, Callable[[], object]], timeout: float) -> None:
+        self.probes = [SingleFlightProbe(name, check) for name, check in probes.items()]
+        self.timeout = timeout
+
+    def run(self) -> dict[str, str]:
+        deadline = time.monotonic() + self.timeout
+        futures = {probe.name: probe.start() for probe in self.probes}
+        results = {}
+        for name, future in futures.items():
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                results[name] = "error"
+                log.warning("health.probe_timeout", dependency=name, timeout_s=self.timeout)
+            except Exception as exc:
+                results[name] = "error"
+                log.warning("health.probe_failed", dependency=name, error=str(exc))
+            else:
+                results[name] = "ok"
+        return results
+
+
+def create_health_check(engine: Engine, redis: Redis, timeout: float) -> HealthCheck:
+    def check_db() -> None:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    return HealthCheck({"db": check_db, "redis": redis.ping}, timeout=timeout)
+
+
+@bp.get("/livez")
+def livez() -> Response:
+    """The process is up and serving; touches no dependency."""
+    response = jsonify({"status": "ok"})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """200 when PostgreSQL and Redis both answer within the deadline, else 503."""
+    check: HealthCheck = current_app.extensions[EXTENSION_KEY]
+    results = check.run()
+    healthy = all(value == "ok" for value in results.values())
+    response = jsonify({"status": "ok" if healthy else "degraded", **results})
+    response.status_code = 200 if healthy else 503
+    response.headers["Cache-Control"] = "no-store"
+    return response

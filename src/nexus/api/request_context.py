@@ -1,0 +1,72 @@
+"""Per-request context: the request id, the body-size check, the one access line.
+
+Every request gets a ``request_id`` — the client's ``X-Request-ID`` when it is
+well formed, else a new UUID — bound into the log context (so every line the
+request logs carries it), stored on ``g`` (problem documents quote it) and
+echoed in the response. After the response is built, exactly one access line
+is logged: method, route, path, status, duration_ms and the user id when one
+is known (``g.user_id``, set by authentication).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from nexus.config import current_settings
+from nexus.infrastructure.logging import get_logger
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Printable, log-safe and bounded: anything else is replaced, never echoed.
+_WELL_FORMED_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+log = get_logger("nexus.access")
+
+
+def _begin_request() -> None:
+    structlog.contextvars.clear_contextvars()
+    offered = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = offered if _WELL_FORMED_REQUEST_ID.match(offered) else str(uuid.uuid4())
+    g.request_id = request_id
+    g.request_started = time.perf_counter()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    # Refuse an oversized body before any view reads it, whether or not the
+    # view would have; werkzeug enforces the same limit on chunked bodies.
+    length = request.content_length
+    if length is not None and length > current_settings().max_body_bytes:
+        raise RequestEntityTooLarge
+
+
+def _finish_request(response: Response) -> Response:
+    request_id = g.get("request_id")
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    started = g.get("request_started")
+    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    rule = request.url_rule
+    fields = {
+        "method": request.method,
+        "route": rule.rule if rule is not None else None,
+        "path": request.path,
+        "status": response.status_code,
+        "duration_ms": duration_ms,
+    }
+    user_id = g.get("user_id")
+    if user_id is not None:
+        fields["user_id"] = str(user_id)
+    log.info("http.request", **fields)
+    return response
+
+
+def _end_request(_exc: BaseException | None) -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_begin_request)
+    app.after_request(_finish_request)
+    app.teardown_request(_end_request)

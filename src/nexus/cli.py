@@ -1,0 +1,125 @@
+"""``flask --app nexus ...`` commands: worker, jobs, db.
+
+Owns the command-line surface; each command is a thin shell over a function
+elsewhere (the worker class, ``send_ping``, Alembic), and exits non-zero with
+a one-line reason when it fails.
+"""
+
+from __future__ import annotations
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from nexus import migrations
+from nexus.config import current_settings
+from nexus.infrastructure.logging import get_logger
+from nexus.infrastructure.queue import get_queues
+from nexus.infrastructure.redis import create_redis
+from nexus.jobs.ping import PingError, send_ping
+from nexus.jobs.worker import NexusWorker
+
+log = get_logger(__name__)
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Exit once the queues are empty.")
+@click.option(
+    "--queue",
+    "-q",
+    "queue_names",
+    multiple=True,
+    help="Serve only these queues (repeatable), in this order. Default: high, default, low.",
+)
+@click.option("--name", default=None, help="Worker name (default: host.pid).")
+@with_appcontext
+def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) -> None:
+    """Run an RQ worker whose jobs run inside this app."""
+    settings = current_settings()
+    try:
+        queues = get_queues().named(queue_names or settings.queue_names)
+    except KeyError as exc:
+        raise click.BadParameter(
+            f"unknown queue {exc.args[0]!r}; known: {', '.join(settings.queue_names)}",
+            param_hint="--queue",
+        ) from None
+    # Its own pool: RQ raises the socket timeout of the pool it is given to
+    # outlast its blocking dequeue, which the app's commands should not inherit.
+    connection = create_redis(settings, client_name="nexus-worker")
+    worker = NexusWorker(
+        [queue.name for queue in queues],
+        connection=connection,
+        name=name,
+        app=current_app._get_current_object(),  # type: ignore[attr-defined]
+    )
+    worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+
+
+@click.group("jobs")
+def jobs_group() -> None:
+    """Enqueue and inspect background jobs."""
+
+
+@jobs_group.command("ping")
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds to wait for a worker.")
+@with_appcontext
+def ping_command(timeout: float) -> None:
+    """Send the example job through a worker and print its answer and round trip."""
+    try:
+        reply = send_ping(get_queues().default, timeout=timeout)
+    except PingError as exc:
+        raise click.ClickException(str(exc)) from None
+    answer = reply.answer
+    click.echo(
+        f"pong from worker {answer['worker']} (PostgreSQL {answer['postgres']}) "
+        f"in {reply.round_trip_ms:.1f} ms [job {reply.job_id}]"
+    )
+
+
+@click.group("db")
+def db_group() -> None:
+    """Apply and inspect database migrations (Alembic)."""
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    """Upgrade the schema to REVISION (default: head)."""
+    migrations.upgrade(current_settings().database_url, revision)
+    click.echo(f"database at {migrations.current(current_settings().database_url) or 'base'}")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@with_appcontext
+def db_downgrade(revision: str) -> None:
+    """Downgrade the schema to REVISION (e.g. -1, or base)."""
+    migrations.downgrade(current_settings().database_url, revision)
+    click.echo(f"database at {migrations.current(current_settings().database_url) or 'base'}")
+
+
+@db_group.command("current")
+@with_appcontext
+def db_current() -> None:
+    """Print the revision the database is at."""
+    click.echo(
+        migrations.current(current_settings().database_url) or "base (no migrations applied)"
+    )
+
+
+@db_group.command("revision")
+@click.option("-m", "--message", required=True, help="What the migration does.")
+@click.option("--autogenerate", is_flag=True, help="Diff the models against the database.")
+@with_appcontext
+def db_revision(message: str, autogenerate: bool) -> None:
+    """Create the next numbered migration file (0002_..., 0003_...)."""
+    path = migrations.new_revision(
+        current_settings().database_url, message, autogenerate=autogenerate
+    )
+    click.echo(f"created {path}")
+
+
+def register(app: Flask) -> None:
+    for command in (worker_command, jobs_group, db_group):
+        app.cli.add_command(command)

@@ -1,0 +1,315 @@
+"""Settings: every environment variable Nexus reads, validated once, failing fast.
+
+Owns the variable names and defaults, the rules per environment (staging and
+prod refuse missing, short or placeholder secrets and debug mode), and where
+values come from, highest priority first:
+
+1. the process environment (``NEXUS_JWT_SECRET=...``);
+2. ``X_FILE``: a file named by the variable ``X_FILE`` (``NEXUS_JWT_SECRET_FILE``);
+3. the secrets directory ``NEXUS_SECRETS_DIR`` (default ``/run/secrets``), one
+   file per variable, named like it (Docker, Kubernetes and Vault Agent all
+   write secrets this way);
+4. in ``local`` only: ``.env``, then ``data/dev/services.env`` (written by
+   ``make dev`` with the URLs of the servers it started).
+
+Every problem is collected into one :class:`ConfigError` naming each variable.
+Imports nothing from Nexus; only ``current_settings`` touches Flask.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENV_PREFIX = "NEXUS_"
+DEV_SERVICES_ENV = Path("data/dev/services.env")
+DOTENV = Path(".env")
+
+# Used for every secret left unset in local and test, so a fresh clone runs
+# without inventing secrets; staging and prod refuse it by name.
+DEV_PLACEHOLDER_SECRET = "nexus-local-development-secret-never-deploy-this"  # noqa: S105
+KNOWN_PLACEHOLDERS = frozenset(
+    {
+        DEV_PLACEHOLDER_SECRET,
+        "change-me",
+        "changeme",
+        "change-me-to-a-random-value-of-at-least-32-bytes",
+        "secret",
+        "password",
+        "your-secret-key",
+        "dev",
+        "test",
+    }
+)
+MIN_SECRET_BYTES = 32
+SECRET_FIELDS = ("secret_key", "jwt_secret", "internal_secret")
+# Variables that may carry a password too, and so may also come from files.
+FILE_FIELDS = (*SECRET_FIELDS, "database_url", "redis_url")
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class Environment(enum.StrEnum):
+    """Where Nexus runs; staging and prod are held to production rules."""
+
+    LOCAL = "local"
+    TEST = "test"
+    STAGING = "staging"
+    PROD = "prod"
+
+    @property
+    def is_deployed(self) -> bool:
+        return self in (Environment.STAGING, Environment.PROD)
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message names every bad variable."""
+
+    def __init__(self, env: str, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = [f"  - {name}: {message}" for name, message in problems]
+        super().__init__(
+            f"Nexus configuration is invalid (NEXUS_ENV={env}):\n"
+            + "\n".join(lines)
+            + "\nEvery variable is documented in .env.example."
+        )
+
+
+class _Unreadable:
+    """A value a file source could not read: field validation reports it."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def env_name(field_name: str, field: FieldInfo) -> str:
+    """The environment variable that sets ``field_name``."""
+    alias = field.validation_alias
+    if isinstance(alias, str):
+        return alias
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+class _SecretFilesSource(PydanticBaseSettingsSource):
+    """Reads ``X_FILE`` paths and the secrets directory for secret-bearing fields."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # noqa: ARG002
+        return None, field_name, False  # __call__ does the work
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        secrets_dir = Path(os.environ.get(f"{ENV_PREFIX}SECRETS_DIR", "/run/secrets"))
+        for field_name in FILE_FIELDS:
+            name = env_name(field_name, self.settings_cls.model_fields[field_name])
+            file_var = f"{name}_FILE"
+            path_text = os.environ.get(file_var)
+            if path_text:
+                if os.environ.get(name):
+                    values[field_name] = _Unreadable(f"set both {name} and {file_var}; keep one")
+                else:
+                    values[field_name] = _read_secret_file(Path(path_text), file_var)
+                continue
+            if os.environ.get(name):
+                continue  # the environment wins over the secrets directory
+            for candidate in (secrets_dir / name, secrets_dir / name.lower()):
+                if candidate.is_file():
+                    values[field_name] = _read_secret_file(candidate, str(candidate))
+                    break
+        return values
+
+
+def _read_secret_file(path: Path, origin: str) -> str | _Unreadable:
+    try:
+        # Files written by editors and `echo` end in a newline that is not part
+        # of the secret.
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        return _Unreadable(f"cannot read {origin} ({path}): {exc.strerror}")
+
+
+class Settings(BaseSettings):
+    """Every setting of a Nexus process. Build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        case_sensitive=False,
+        validate_by_name=True,
+        hide_input_in_errors=True,
+        env_file_encoding="utf-8",
+    )
+
+    # `env` comes first: the validators below read it from `info.data`.
+    env: Environment = Environment.LOCAL
+    debug: bool = False
+
+    database_url: str = Field(validation_alias="DATABASE_URL")
+    redis_url: str = Field(validation_alias="REDIS_URL")
+
+    secret_key: SecretStr | None = Field(default=None, validate_default=True)
+    jwt_secret: SecretStr | None = Field(default=None, validate_default=True)
+    internal_secret: SecretStr | None = Field(default=None, validate_default=True)
+    secrets_dir: Path = Path("/run/secrets")
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] | None = None
+
+    db_pool_size: int = Field(default=5, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    db_pool_timeout: float = Field(default=10.0, gt=0, le=300)
+    db_pool_recycle: int = Field(default=1800, ge=-1)
+    db_connect_timeout: int = Field(default=5, ge=1, le=120)
+    db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+
+    redis_connect_timeout: float = Field(default=2.0, gt=0, le=60)
+    redis_socket_timeout: float = Field(default=5.0, gt=0, le=300)
+
+    health_timeout: float = Field(default=1.0, gt=0, le=10)
+
+    queue_high: str = "high"
+    queue_default: str = "default"
+    queue_low: str = "low"
+    job_timeout: int = Field(default=180, ge=1)
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,  # noqa: ARG003 - replaced below
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # pydantic-settings' own secrets-dir source knows neither X_FILE nor
+        # our variable names without prefix (DATABASE_URL), so ours replaces it.
+        return (init_settings, env_settings, _SecretFilesSource(settings_cls), dotenv_settings)
+
+    @field_validator(*FILE_FIELDS, mode="before")
+    @classmethod
+    def _report_unreadable(cls, value: Any) -> Any:
+        if isinstance(value, _Unreadable):
+            raise ValueError(value.message)
+        return value
+
+    @field_validator("debug")
+    @classmethod
+    def _no_debug_when_deployed(cls, value: bool, info: ValidationInfo) -> bool:
+        env = info.data.get("env")
+        if value and env is not None and env.is_deployed:
+            raise ValueError(f"debug mode is refused in {env}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+            return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        raise ValueError(
+            f"driver {url.drivername!r} is not supported: use postgresql:// or postgresql+psycopg://"
+        )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator(*SECRET_FIELDS)
+    @classmethod
+    def _secret_policy(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        env = info.data.get("env")
+        if env is None:
+            return value  # NEXUS_ENV itself is invalid; that error is reported
+        if not env.is_deployed:
+            return value or SecretStr(DEV_PLACEHOLDER_SECRET)
+        if value is None:
+            raise ValueError(f"required in {env}")
+        raw = value.get_secret_value()
+        if raw.strip().lower() in KNOWN_PLACEHOLDERS:
+            raise ValueError(
+                "is a known placeholder; generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if len(raw.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes in {env}")
+        return value
+
+    @field_validator("queue_high", "queue_default", "queue_low")
+    @classmethod
+    def _check_queue_name(cls, value: str) -> str:
+        if not _QUEUE_NAME.match(value):
+            raise ValueError("1-64 characters of letters, digits and . _ : -")
+        return value
+
+    @property
+    def queue_names(self) -> tuple[str, str, str]:
+        """Queue names in the order a worker serves them: high, default, low."""
+        return (self.queue_high, self.queue_default, self.queue_low)
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format is not None:
+            return self.log_format == "json"
+        return self.env.is_deployed
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, or raise one :class:`ConfigError`.
+
+    ``overrides`` take precedence over everything (tests and tools use them).
+    """
+    env = os.environ.get(f"{ENV_PREFIX}ENV", overrides.get("env", "local"))
+    env = str(env).strip().lower()
+    # Only a developer's machine reads files from the checkout; a deployed
+    # process gets its configuration from its environment and secrets alone.
+    env_files = (DEV_SERVICES_ENV, DOTENV) if env == Environment.LOCAL else None
+    try:
+        settings = Settings(_env_file=env_files, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(env, _problems(exc)) from None
+    names = settings.queue_names
+    if len(set(names)) != len(names):
+        raise ConfigError(env, [("NEXUS_QUEUE_*", f"queue names must differ, got {names}")])
+    return settings
+
+
+def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        info = Settings.model_fields.get(field)
+        name = env_name(field, info) if info is not None else field
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "missing"
+            if name in ("DATABASE_URL", "REDIS_URL"):
+                message += " (set it, or start local servers with `make dev`)"
+        problems.append((name, message))
+    return problems
+
+
+def current_settings() -> Settings:
+    """The settings of the running Flask app (inside a request, job or command)."""
+    from flask import current_app  # noqa: PLC0415 - keeps this module Flask-free to import
+
+    settings: Settings = current_app.extensions["nexus.settings"]
+    return settings

@@ -1,0 +1,127 @@
+"""Database: the SQLAlchemy engine, the session of each request or job, transactions.
+
+Owns the one engine per process (psycopg 3, pre-ping, recycle, bounded pool,
+connect and statement timeouts), its disposal in forked children, the
+declarative ``Base`` with its constraint naming convention, ``get_session()``
+(one session per app context, closed at teardown) and ``transaction()``, the
+only way code commits. Imports no feature package.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, MetaData, create_engine
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+from nexus.config import Settings
+
+EXTENSION_KEY = "nexus.database"
+
+# Stable, predictable constraint names, so migrations can drop and alter them
+# by name on every PostgreSQL version (Alembic's recommended convention).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Nexus model."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def create_db_engine(settings: Settings, *, application_name: str = "nexus") -> Engine:
+    """The process's engine, configured so no caller waits on PostgreSQL for ever."""
+    engine = create_engine(
+        settings.database_url,
+        pool_pre_ping=True,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        # Parameters may hold e-mail addresses and password hashes: keep them
+        # out of exception messages, which end up in logs.
+        hide_parameters=True,
+        connect_args={
+            "connect_timeout": settings.db_connect_timeout,
+            "application_name": application_name,
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        },
+    )
+    _dispose_in_forked_children(engine)
+    return engine
+
+
+def _dispose_in_forked_children(engine: Engine) -> None:
+    # A forked child (gunicorn worker, RQ work horse) must not reuse the
+    # parent's sockets: two processes on one connection corrupt both. Dropping
+    # the pool without closing leaves the parent's connections intact
+    # (SQLAlchemy, "Using Connection Pools with Multiprocessing or os.fork()").
+    ref = weakref.ref(engine)
+
+    def _after_fork_in_child() -> None:
+        child_engine = ref()
+        if child_engine is not None:
+            child_engine.dispose(close=False)
+
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class Database:
+    """The engine and session factory of one app, kept in ``app.extensions``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        # Tests swap this factory for one bound to a rolled-back connection.
+        self.sessionmaker: sessionmaker[Session] = sessionmaker(
+            bind=engine, autoflush=False, expire_on_commit=False
+        )
+
+    def init_app(self, app: Flask) -> None:
+        app.extensions[EXTENSION_KEY] = self
+        app.teardown_appcontext(_close_session)
+
+
+def get_database() -> Database:
+    database: Database = current_app.extensions[EXTENSION_KEY]
+    return database
+
+
+def get_session() -> Session:
+    """The session of the current request, job or command, opened on first use."""
+    if "db_session" not in g:
+        g.db_session = get_database().sessionmaker()
+    session: Session = g.db_session
+    return session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+@contextmanager
+def transaction(session: Session) -> Iterator[Session]:
+    """Commit what the block did, or roll all of it back if it raised.
+
+    Every mutation goes through this, so a half-done change never commits::
+
+        with transaction(session):
+            session.add(thing)
+    """
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise

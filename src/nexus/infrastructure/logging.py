@@ -1,0 +1,147 @@
+"""Logging: one structlog processor chain for structlog and stdlib records alike.
+
+Owns the processor chain (context variables, level, timestamp, redaction), the
+renderer choice (console locally, one JSON object per line in staging/prod)
+and the stdlib bridge through ``ProcessorFormatter``, so werkzeug, SQLAlchemy,
+Alembic, RQ and gunicorn records look like ours and carry the same
+``request_id``. Redaction lives here so that no caller can forget it.
+Imports no feature package.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from nexus.config import Settings
+
+REDACTED = "[REDACTED]"
+# Keys whose values are never logged, wherever they appear in an event.
+_SENSITIVE_KEY = re.compile(
+    r"pass(word|wd|phrase)?$|secret|token|authorization|cookie|api[_-]?key|credential|hash$",
+    re.IGNORECASE,
+)
+# Values that carry a credential inside a longer text (an exception message, a
+# stdlib log line, a URL).
+_SENSITIVE_TEXT = (
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 " + REDACTED),
+    (re.compile(r"(://[^:/@\s]+:)[^@\s]+@"), r"\1" + REDACTED + "@"),
+    (re.compile(r"(?i)\b(password|passwd|pwd)=[^\s&;]+"), r"\1=" + REDACTED),
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with bearer tokens, URL passwords and ``password=`` values masked."""
+    for pattern, replacement in _SENSITIVE_TEXT:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if _SENSITIVE_KEY.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, Mapping):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    return value
+
+
+def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    """Processor: mask secrets by key name and by shape, before any renderer."""
+    for key, value in list(event_dict.items()):
+        if key == "exc_info":
+            continue
+        event_dict[key] = _redact_value(key, value)
+    return event_dict
+
+
+def _redact_rendered_exception(
+    _logger: WrappedLogger, _method: str, event_dict: EventDict
+) -> EventDict:
+    # Tracebacks are rendered late (after `redact`); an exception message may
+    # quote a connection string or a header.
+    exception = event_dict.get("exception")
+    if isinstance(exception, str):
+        event_dict["exception"] = redact_text(exception)
+    return event_dict
+
+
+class _DropWerkzeugAccessLines(logging.Filter):
+    """The app writes the one access line per request; werkzeug's is a duplicate."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and " - - [" in record.msg)
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        redact,
+    ]
+
+
+def configure_logging(settings: Settings) -> None:
+    """Route structlog and the stdlib root logger through one chain to stderr.
+
+    Safe to call more than once (tests build many apps): it replaces, never
+    stacks, the root handler.
+    """
+    shared = _shared_processors()
+    renderer: Processor
+    final: list[Processor]
+    if settings.json_logs:
+        renderer = structlog.processors.JSONRenderer()
+        final = [structlog.processors.dict_tracebacks, renderer]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        final = [structlog.processors.format_exc_info, _redact_rendered_exception, renderer]
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        # Caching is a production speed-up; tests reconfigure structlog to
+        # capture logs, which cached loggers would ignore.
+        cache_logger_on_first_use=settings.env.is_deployed,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.PositionalArgumentsFormatter()],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(settings.log_level)
+
+    werkzeug = logging.getLogger("werkzeug")
+    werkzeug.filters = [f for f in werkzeug.filters if not isinstance(f, _DropWerkzeugAccessLines)]
+    werkzeug.addFilter(_DropWerkzeugAccessLines())
+    # SQL statements at INFO would log bound parameters (password hashes,
+    # e-mail addresses); ask for them explicitly with NEXUS_LOG_LEVEL=DEBUG.
+    logging.getLogger("sqlalchemy.engine").setLevel(
+        logging.INFO if settings.log_level == "DEBUG" else logging.WARNING
+    )
+    # Alembic announces each of its plugins at INFO whenever it is imported.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A structlog logger named like the module that uses it."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

@@ -1,0 +1,80 @@
+"""Migrations: Alembic inside the package, driven from code, not from an .ini file.
+
+Owns the Alembic configuration (script location, numbered revision ids) and
+the operations the ``db`` commands and the tests run: ``upgrade``,
+``downgrade``, ``current``, ``new_revision``. The database URL is passed in,
+so the same functions migrate the dev database, a test template or prod.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
+
+MIGRATIONS_DIR = Path(__file__).parent
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
+    # Passed as an attribute, not an option: an .ini value would need every
+    # "%" in a password escaped.
+    config.attributes["database_url"] = database_url
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    command.upgrade(alembic_config(database_url), revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    command.downgrade(alembic_config(database_url), revision)
+
+
+def current(database_url: str) -> str | None:
+    """The revision the database is at, or ``None`` before the first migration."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            revision: str | None = MigrationContext.configure(connection).get_current_revision()
+            return revision
+    finally:
+        engine.dispose()
+
+
+def head() -> str:
+    """The newest revision shipped with the code."""
+    revision = ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    if revision is None:  # pragma: no cover - the baseline always exists
+        raise RuntimeError("no migrations found")
+    return revision
+
+
+def next_revision_id() -> str:
+    """``0002`` after ``0001``: numbered ids sort the files in the order they apply."""
+    numbers = [
+        int(match.group(1))
+        for path in (MIGRATIONS_DIR / "versions").glob("*.py")
+        if (match := re.match(r"^(\d{4})_", path.name))
+    ]
+    return f"{max(numbers, default=0) + 1:04d}"
+
+
+def new_revision(database_url: str, message: str, *, autogenerate: bool = False) -> str:
+    script = command.revision(
+        alembic_config(database_url),
+        message=message,
+        autogenerate=autogenerate,
+        rev_id=next_revision_id(),
+    )
+    if script is None or isinstance(script, list):  # pragma: no cover - one head, one script
+        raise RuntimeError("alembic did not create exactly one revision")
+    return str(script.path)
