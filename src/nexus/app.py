@@ -8,10 +8,12 @@ that imports routes.
 
 from __future__ import annotations
 
+import sys
+
 from flask import Flask
 
 from nexus.api import errors, health, problems, request_context
-from nexus.config import Settings, load_settings
+from nexus.config import ConfigError, Settings, load_settings
 from nexus.infrastructure import queue
 from nexus.infrastructure import redis as redis_infra
 from nexus.infrastructure.database import Database, create_db_engine
@@ -41,15 +43,26 @@ def create_app(settings: Settings | None = None) -> Flask:
     return app
 
 
+def create_app_or_exit() -> Flask:
+    """``create_app()`` for entry points: a bad configuration exits with its message.
+
+    ``flask --app nexus`` and gunicorn (``nexus.wsgi``) use this, so an operator
+    sees the list of bad variables rather than a traceback.
+    """
+    try:
+        return create_app()
+    except ConfigError as exc:
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(2) from None
+
+
 def register_extensions(app: Flask, settings: Settings) -> None:
     database = Database(create_db_engine(settings))
     database.init_app(app)
     redis = redis_infra.create_redis(settings)
     redis_infra.init_app(app, redis)
     queue.init_app(app, queue.create_queues(redis, settings))
-    app.extensions[health.EXTENSION_KEY] = health.create_health_check(
-        database.engine, redis, timeout=settings.health_timeout
-    )
+    app.extensions[health.EXTENSION_KEY] = health.create_health_check(settings, redis)
 
 
 def register_request_hooks(app: Flask) -> None:

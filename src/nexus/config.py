@@ -196,7 +196,9 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # pydantic-settings' own secrets-dir source knows neither X_FILE nor
         # our variable names without prefix (DATABASE_URL), so ours replaces it.
-        return (init_settings, env_settings, _SecretFilesSource(settings_cls), dotenv_settings)
+        # Ours goes before the environment so it can report "both X and
+        # X_FILE"; it yields to X itself by returning nothing for it.
+        return (init_settings, _SecretFilesSource(settings_cls), env_settings, dotenv_settings)
 
     @field_validator(*FILE_FIELDS, mode="before")
     @classmethod

@@ -1,7 +1,7 @@
 """Ops endpoints: ``/livez`` (the process answers) and ``/healthz`` (its dependencies do).
 
-``/healthz`` probes PostgreSQL (``SELECT 1``) and Redis (``PING``) at the same
-time under one deadline. Each dependency has at most one probe in flight: a
+``/healthz`` probes PostgreSQL (``SELECT 1`` on a new connection) and Redis
+(``PING``) at the same time under one deadline. Each dependency has at most one probe in flight: a
 server that hangs (SIGSTOP, a full disk) holds one thread, not one per
 request, and the next probe starts as soon as it answers, so the endpoint
 recovers by itself. Probe threads are daemons so a hung probe never blocks
@@ -10,6 +10,7 @@ the process from exiting.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,8 +19,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Blueprint, Response, current_app, jsonify
 from redis import Redis
-from sqlalchemy import Engine, text
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
+from nexus.config import Settings
 from nexus.infrastructure.logging import get_logger
 
 EXTENSION_KEY = "nexus.health"
@@ -82,12 +85,24 @@ class HealthCheck:
         return results
 
 
-def create_health_check(engine: Engine, redis: Redis, timeout: float) -> HealthCheck:
+def create_health_check(settings: Settings, redis: Redis) -> HealthCheck:
+    # A new connection per probe, not a pooled one: a pooled connection keeps
+    # answering while the postmaster is hung or refusing connections, and the
+    # next request that needs a fresh connection would not.
+    probe_engine = create_engine(
+        settings.database_url,
+        poolclass=NullPool,
+        connect_args={
+            "connect_timeout": max(1, math.ceil(settings.health_timeout)),
+            "application_name": "nexus-health",
+        },
+    )
+
     def check_db() -> None:
-        with engine.connect() as connection:
+        with probe_engine.connect() as connection:
             connection.execute(text("SELECT 1"))
 
-    return HealthCheck({"db": check_db, "redis": redis.ping}, timeout=timeout)
+    return HealthCheck({"db": check_db, "redis": redis.ping}, timeout=settings.health_timeout)
 
 
 @bp.get("/livez")

@@ -52,8 +52,8 @@ def validate(
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Validate the request and pass ``body=`` / ``query=`` model instances to the view.
 
-    ``field_codes`` gives a more specific 400 code when a field fails, e.g.
-    ``{"name": ErrorCode.E_NAME_INVALID}``.
+    ``field_codes`` gives a more specific 400 code when only those fields fail,
+    e.g. ``{"name": ErrorCode.E_NAME_INVALID}``.
     """
 
     def decorator(view: Callable[P, R]) -> Callable[P, R]:
@@ -80,7 +80,9 @@ def parse_body(model: type[M], *, field_codes: Mapping[str, ErrorCode] | None = 
         )
     raw = request.get_data(cache=True)  # over the size limit: 413 from werkzeug
     try:
-        payload = json.loads(raw)
+        # Decoded here, not by json.loads: it would guess UTF-16 or UTF-32 from
+        # the first bytes, and JSON on the wire is UTF-8 (RFC 8259).
+        payload = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise _invalid([_field_error("body", "The body is not valid UTF-8.")]) from None
     except json.JSONDecodeError as exc:
@@ -103,13 +105,11 @@ def _validate(model: type[M], payload: Any, field_codes: Mapping[str, ErrorCode]
             _field_error(".".join(str(part) for part in error["loc"]) or "body", error["msg"])
             for error in exc.errors(include_url=False, include_input=False, include_context=False)
         ]
-        code = ErrorCode.E_INVALID_REQUEST
-        for error in errors:
-            specific = (field_codes or {}).get(error["field"].split(".")[0])
-            if specific is not None:
-                code = specific
-                break
-        raise _invalid(errors, code) from None
+        # A specific code only when it tells the whole story: every problem is
+        # in fields that map to that one code.
+        codes = {(field_codes or {}).get(error["field"].split(".")[0]) for error in errors}
+        code = codes.pop() if len(codes) == 1 else None
+        raise _invalid(errors, code or ErrorCode.E_INVALID_REQUEST) from None
 
 
 def _field_error(field: str, message: str) -> dict[str, str]:

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+import structlog.tracebacks
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from nexus.config import Settings
@@ -62,14 +63,23 @@ def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Event
     return event_dict
 
 
+def _redact_structure(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, list):
+        return [_redact_structure(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _redact_structure(item) for key, item in value.items()}
+    return value
+
+
 def _redact_rendered_exception(
     _logger: WrappedLogger, _method: str, event_dict: EventDict
 ) -> EventDict:
     # Tracebacks are rendered late (after `redact`); an exception message may
     # quote a connection string or a header.
-    exception = event_dict.get("exception")
-    if isinstance(exception, str):
-        event_dict["exception"] = redact_text(exception)
+    if "exception" in event_dict:
+        event_dict["exception"] = _redact_structure(event_dict["exception"])
     return event_dict
 
 
@@ -78,6 +88,22 @@ class _DropWerkzeugAccessLines(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (isinstance(record.msg, str) and " - - [" in record.msg)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted.
+
+    A handler that kept the stream it was built with would write to a closed
+    file once a test runner or a daemonising tool swapped ``sys.stderr``.
+    """
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 def _shared_processors() -> list[Processor]:
@@ -103,7 +129,14 @@ def configure_logging(settings: Settings) -> None:
     final: list[Processor]
     if settings.json_logs:
         renderer = structlog.processors.JSONRenderer()
-        final = [structlog.processors.dict_tracebacks, renderer]
+        final = [
+            # Frame locals may hold passwords and tokens: never render them.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
+            _redact_rendered_exception,
+            renderer,
+        ]
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
         final = [structlog.processors.format_exc_info, _redact_rendered_exception, renderer]
@@ -123,7 +156,7 @@ def configure_logging(settings: Settings) -> None:
         foreign_pre_chain=[*shared, structlog.stdlib.PositionalArgumentsFormatter()],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers = [handler]

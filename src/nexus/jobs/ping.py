@@ -20,12 +20,16 @@ from rq.results import Result
 from sqlalchemy import text
 
 from nexus.infrastructure.database import get_session
+from nexus.infrastructure.logging import get_logger
+
+log = get_logger(__name__)
 
 
 def ping(sent_at: float) -> dict[str, Any]:
     """Runs in the worker: who answered, and which PostgreSQL it reached."""
     session = get_session()
     server_version = session.execute(text("SHOW server_version")).scalar_one()
+    log.info("jobs.ping.answered", latency_ms=round((time.time() - sent_at) * 1000, 1))
     return {
         "pong": True,
         "worker": f"{socket.gethostname()}:{os.getpid()}",

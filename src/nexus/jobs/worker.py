@@ -19,11 +19,12 @@ import structlog
 from flask import Flask
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
+from rq.worker.base import BaseWorker
 
 from nexus.infrastructure.queue import SERIALIZER
 
 
-class _AppWorkerMixin(Worker):
+class _AppWorkerMixin(BaseWorker):
     """Pushes the app context and binds the job's log context around each job."""
 
     def __init__(self, *args: Any, app: Flask | None = None, **kwargs: Any) -> None:

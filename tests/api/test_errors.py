@@ -1,0 +1,141 @@
+"""Every error is an RFC 9457 problem document with a stable code and the request id."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from nexus.api.errors import PROBLEM_JSON, ErrorCode
+from tests.support import capture_logs
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "code", "request_id"}
+
+
+def assert_problem(response: TestResponse, status: int, code: str) -> dict[str, object]:
+    assert response.status_code == status
+    assert response.mimetype == PROBLEM_JSON
+    body = response.get_json(force=True)
+    assert set(body) >= PROBLEM_KEYS
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["type"] == f"/api/v1/problems/{code}"
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    assert "Traceback" not in response.get_data(as_text=True)
+    return dict(body)
+
+
+def test_every_code_has_its_documented_status() -> None:
+    expected = {
+        "E_INVALID_REQUEST": 400,
+        "E_NAME_INVALID": 400,
+        "E_UNAUTHENTICATED": 401,
+        "E_FORBIDDEN": 403,
+        "E_INTERNAL_ONLY": 403,
+        "E_DEFAULT_LIBRARY_FORBIDDEN": 403,
+        "E_LAST_ADMIN_FORBIDDEN": 403,
+        "E_NOT_FOUND": 404,
+        "E_LIBRARY_NOT_FOUND": 404,
+        "E_MEDIA_NOT_FOUND": 404,
+        "E_METHOD_NOT_ALLOWED": 405,
+        "E_CONFLICT": 409,
+        "E_PAYLOAD_TOO_LARGE": 413,
+        "E_UNSUPPORTED_MEDIA_TYPE": 415,
+        "E_RATE_LIMITED": 429,
+        "E_INTERNAL": 500,
+        "E_AUTH_UNAVAILABLE": 503,
+    }
+    assert {code.name: code.status for code in ErrorCode} == expected
+
+
+def test_unknown_route_is_404(api: FlaskClient) -> None:
+    body = assert_problem(api.get("/api/v1/nothing-here"), 404, "E_NOT_FOUND")
+    assert body["instance"] == "/api/v1/nothing-here"
+
+
+def test_wrong_method_is_405_with_allow(api: FlaskClient) -> None:
+    response = api.delete("/healthz")
+    assert_problem(response, 405, "E_METHOD_NOT_ALLOWED")
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "HEAD"}
+
+
+def test_unhandled_exception_is_500_without_detail(api: FlaskClient) -> None:
+    with capture_logs() as logs:
+        response = api.get("/api/v1/test/boom", headers={"X-Request-ID": "trace-me-123"})
+    body = assert_problem(response, 500, "E_INTERNAL")
+    assert body["request_id"] == "trace-me-123"
+    text = response.get_data(as_text=True)
+    assert "hunter2" not in text
+    assert "RuntimeError" not in text
+    [logged] = [entry for entry in logs if entry["event"] == "http.unhandled_exception"]
+    assert logged["log_level"] == "error"
+    assert isinstance(logged["exc_info"], RuntimeError)  # logged with its traceback
+
+
+def test_other_client_errors_keep_their_status(api: FlaskClient) -> None:
+    assert_problem(api.get("/api/v1/test/teapot"), 418, "E_INVALID_REQUEST")
+
+
+def test_401_comes_before_validation(api: FlaskClient) -> None:
+    response = api.post("/api/v1/test/guarded", data="not json", content_type="text/plain")
+    assert_problem(response, 401, "E_UNAUTHENTICATED")
+
+
+def test_body_over_the_limit_is_413(api: FlaskClient) -> None:
+    limit = api.application.extensions["nexus.settings"].max_body_bytes
+    response = api.post(
+        "/api/v1/test/items", data=b"x" * (limit + 1), content_type="application/json"
+    )
+    body = assert_problem(response, 413, "E_PAYLOAD_TOO_LARGE")
+    assert str(limit) in str(body["detail"])
+
+
+def test_413_even_where_the_route_never_reads_the_body(api: FlaskClient) -> None:
+    limit = api.application.extensions["nexus.settings"].max_body_bytes
+    assert_problem(api.get("/livez", data=b"x" * (limit + 1)), 413, "E_PAYLOAD_TOO_LARGE")
+
+
+@pytest.mark.parametrize("code", list(ErrorCode))
+def test_problem_types_are_documented(api: FlaskClient, code: ErrorCode) -> None:
+    response = api.get(code.type_uri)
+    assert response.status_code == 200
+    assert response.get_json()["data"] == {
+        "code": code.name,
+        "status": code.status,
+        "title": code.title,
+        "description": code.description,
+        "type": code.type_uri,
+    }
+
+
+def test_unknown_problem_type_is_404(api: FlaskClient) -> None:
+    assert_problem(api.get("/api/v1/problems/E_NOPE"), 404, "E_NOT_FOUND")
+
+
+def test_problem_catalogue_pages_through_every_code(api: FlaskClient) -> None:
+    seen: list[str] = []
+    url = "/api/v1/problems?limit=5"
+    while True:
+        body = api.get(url).get_json()
+        assert body["meta"]["limit"] == 5
+        seen += [entry["code"] for entry in body["data"]]
+        cursor = body["meta"]["next_cursor"]
+        if cursor is None:
+            break
+        url = f"/api/v1/problems?limit=5&cursor={cursor}"
+    assert seen == sorted(code.name for code in ErrorCode)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=0", "limit"),
+        ("limit=201", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=%%%", "cursor"),
+        ("bogus=1", "bogus"),
+    ],
+)
+def test_bad_pagination_is_400(api: FlaskClient, query: str, field: str) -> None:
+    body = assert_problem(api.get(f"/api/v1/problems?{query}"), 400, "E_INVALID_REQUEST")
+    assert [error["field"] for error in body["errors"]] == [field]  # type: ignore[attr-defined]

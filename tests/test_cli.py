@@ -1,0 +1,92 @@
+"""The flask commands: db, worker, jobs."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+
+from flask import Flask
+from redis import Redis
+
+from nexus import migrations
+from tests.support import FLASK, REPO_ROOT, wait_for
+
+
+def test_db_commands_migrate_and_report(
+    make_app: Callable[..., Flask], empty_database: str
+) -> None:
+    runner = make_app(database_url=empty_database).test_cli_runner()
+    result = runner.invoke(args=["db", "current"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == "base (no migrations applied)"
+
+    result = runner.invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"database at {migrations.head()}"
+
+    result = runner.invoke(args=["db", "downgrade", "base"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == "database at base"
+
+
+def test_db_downgrade_needs_an_explicit_target(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["db", "downgrade"])
+    assert result.exit_code == 2
+    assert "Missing argument 'REVISION'" in result.output
+
+
+def test_worker_rejects_unknown_queues(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["worker", "--queue", "urgent"])
+    assert result.exit_code == 2
+    assert "unknown queue 'urgent'; known: high, default, low" in result.output
+
+
+def test_worker_burst_exits_when_queues_are_empty(app: Flask, redis: Redis) -> None:
+    result = app.test_cli_runner().invoke(args=["worker", "--burst", "--queue", "low"])
+    assert result.exit_code == 0, result.output
+
+
+def test_worker_exits_0_on_sigterm(
+    fresh_database: str, subprocess_env: Callable[..., dict[str, str]], redis: Redis
+) -> None:
+    worker = subprocess.Popen(
+        [*FLASK, "worker"],
+        env=subprocess_env(fresh_database),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: redis.scard("rq:workers") > 0, timeout=30)
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:  # pragma: no cover - only when the test fails
+            worker.kill()
+            worker.communicate()
+    assert worker.returncode == 0, output.decode()
+    assert redis.scard("rq:workers") == 0  # deregistered on the way out
+
+
+def test_bad_configuration_fails_fast_with_one_message(
+    subprocess_env: Callable[..., dict[str, str]],
+) -> None:
+    env = subprocess_env("sqlite:///x.db", NEXUS_ENV="prod")
+    started = time.monotonic()
+    result = subprocess.run(
+        [*FLASK, "db", "current"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert time.monotonic() - started < 30
+    assert result.returncode == 2
+    assert result.stderr.startswith("Nexus configuration is invalid (NEXUS_ENV=prod)")
+    assert "Traceback" not in result.stderr
+    assert "DATABASE_URL: driver 'sqlite' is not supported" in result.stderr
+    assert "NEXUS_JWT_SECRET: required in prod" in result.stderr
