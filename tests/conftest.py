@@ -71,6 +71,22 @@ def _libpq(url: str) -> str:
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def pytest_report_header() -> list[str]:
+    """Which servers this run uses: the system's, the wheels', or the URLs given."""
+    lines = []
+    if os.environ.get("DATABASE_URL"):
+        lines.append("postgres: DATABASE_URL")
+    else:
+        postgres = find_postgres()
+        lines.append(f"postgres: {postgres.major} ({postgres.origin}, {postgres.bindir})")
+    if os.environ.get("REDIS_URL"):
+        lines.append("redis: REDIS_URL")
+    else:
+        redis = find_redis()
+        lines.append(f"redis: {redis.server.name} ({redis.origin}, {redis.server})")
+    return lines
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     processes: list[subprocess.Popen[bytes]] = []

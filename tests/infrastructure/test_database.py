@@ -42,9 +42,13 @@ def test_transaction_commits_the_block(db_session: Session, scratch_table: str) 
 def test_transaction_rolls_back_everything_on_error(
     db_session: Session, scratch_table: str
 ) -> None:
-    with pytest.raises(RuntimeError), transaction(db_session):
-        db_session.execute(text("INSERT INTO scratch VALUES (1, 'lost')"))
-        raise RuntimeError("half-way")
+    def insert_then_fail() -> None:
+        with transaction(db_session):
+            db_session.execute(text("INSERT INTO scratch VALUES (1, 'lost')"))
+            raise RuntimeError("half-way")
+
+    with pytest.raises(RuntimeError):
+        insert_then_fail()
     assert count(db_session) == 0
 
 

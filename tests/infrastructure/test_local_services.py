@@ -41,9 +41,9 @@ def test_wheels_are_used_when_system_servers_are_ignored(monkeypatch: pytest.Mon
 def test_missing_servers_explain_the_ways_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(local_services.IGNORE_SYSTEM_ENV, "1")
     monkeypatch.setattr(local_services, "_wheel_dir", lambda _package: None)
-    with pytest.raises(ServiceError, match="No PostgreSQL server found.*set DATABASE_URL"):
+    with pytest.raises(ServiceError, match=r"No PostgreSQL server found.*set DATABASE_URL"):
         find_postgres()
-    with pytest.raises(ServiceError, match="No Redis server found.*set REDIS_URL"):
+    with pytest.raises(ServiceError, match=r"No Redis server found.*set REDIS_URL"):
         find_redis()
 
 
@@ -100,7 +100,7 @@ def test_wait_ready_reports_a_server_that_died(tmp_path: Path) -> None:
     dead.wait()
     with pytest.raises(ServiceError, match="redis exited with code 1"):
         server.wait_ready(process=dead)
-    with pytest.raises(ServiceError, match="not ready after 0.2 s"):
+    with pytest.raises(ServiceError, match=r"not ready after 0\.2 s"):
         server.wait_ready(timeout=0.2)
 
 
@@ -116,7 +116,8 @@ def test_stop_process_kills_what_ignores_sigterm() -> None:
         [
             "python3",
             "-c",
-            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+            " print('ready', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
         start_new_session=True,

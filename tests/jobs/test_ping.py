@@ -8,6 +8,7 @@ import subprocess
 import zlib
 from collections.abc import Callable
 
+import pytest
 from flask import Flask
 from redis import Redis
 from rq import Queue
@@ -56,12 +57,8 @@ def test_jobs_are_stored_as_json_not_pickle(app: Flask, redis: Redis) -> None:
 def test_unanswered_ping_times_out_and_is_withdrawn(app: Flask, redis: Redis) -> None:
     with app.app_context():
         queue = get_queues().default
-        try:
+        with pytest.raises(PingError, match=r"No worker answered within 0\.5 s"):
             send_ping(queue, timeout=0.5)
-        except PingError as exc:
-            assert "No worker answered within 0.5 s" in str(exc)
-        else:  # pragma: no cover
-            raise AssertionError("expected PingError")
         assert queue.count == 0  # a worker started later will not run a stale ping
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from alembic.util.exc import CommandError
 from sqlalchemy.engine import make_url
 
 from nexus import migrations
@@ -78,7 +79,5 @@ def test_every_revision_file_is_numbered() -> None:
 
 @pytest.mark.parametrize("revision", ["nope", "9999"])
 def test_unknown_revision_is_refused(empty_database: str, revision: str) -> None:
-    from alembic.util.exc import CommandError
-
     with pytest.raises(CommandError):
         migrations.upgrade(empty_database, revision)
