@@ -16,10 +16,13 @@ database once; then:
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -87,10 +90,25 @@ def pytest_report_header() -> list[str]:
     return lines
 
 
+def _reachable_tempdir(prefix: str) -> Path:
+    # pytest's own temp dirs are private to root; PostgreSQL runs as nobody.
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A temp directory a PostgreSQL started by this test can use, even as root."""
+    path = _reachable_tempdir("nexus-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+def servers() -> Iterator[Servers]:
     processes: list[subprocess.Popen[bytes]] = []
-    base = tmp_path_factory.mktemp("servers")
+    base = _reachable_tempdir("nexus-test-servers-")
     try:
         database_url = os.environ.get("DATABASE_URL")
         if database_url:
@@ -126,6 +144,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     finally:
         for process in reversed(processes):
             stop_process(process, sig=2)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def make_url_redis(url: str, db: int) -> str:

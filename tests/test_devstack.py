@@ -39,7 +39,7 @@ def descendant(root: psutil.Process, fragment: str) -> psutil.Process | None:
 
 
 @pytest.mark.usefixtures("servers")  # a wheel or system server must exist for the stack
-def test_dev_stack_serves_restarts_and_stops_cleanly(tmp_path: Path) -> None:
+def test_dev_stack_serves_restarts_and_stops_cleanly(tmp_path: Path, server_dir: Path) -> None:
     ports = {"web": free_port(), "pg": free_port(), "redis": free_port()}
     env = {
         key: value
@@ -47,7 +47,7 @@ def test_dev_stack_serves_restarts_and_stops_cleanly(tmp_path: Path) -> None:
         if key not in ("DATABASE_URL", "REDIS_URL") and not key.startswith("NEXUS_")
     }
     env |= {"FLASK_SKIP_DOTENV": "1", "PYTHONUNBUFFERED": "1"}
-    data_dir = tmp_path / "dev"
+    data_dir = server_dir / "dev"
     log_path = tmp_path / "dev.log"
     with log_path.open("wb") as log:
         stack = subprocess.Popen(
@@ -77,6 +77,7 @@ def test_dev_stack_serves_restarts_and_stops_cleanly(tmp_path: Path) -> None:
         assert f"REDIS_URL=redis://127.0.0.1:{ports['redis']}/0" in services
         assert f"127.0.0.1:{ports['pg']}/nexus" in services
         assert list(data_dir.glob("postgres-*/PG_VERSION"))
+        assert list(data_dir.glob("*-*.*/appendonlydir"))  # redis-7.0 or valkey-8.1
 
         # Redis dies: /healthz says so, the supervisor restarts it, health returns.
         redis = descendant(root, f"127.0.0.1:{ports['redis']}") or descendant(

@@ -1,8 +1,9 @@
 """``make dev``: PostgreSQL, Redis, the web app and a worker under one supervisor.
 
 Starts whatever ``DATABASE_URL`` / ``REDIS_URL`` do not already point at
-(real servers on loopback, data under ``data/dev/``, one PostgreSQL directory
-per major version), migrates, writes ``data/dev/services.env`` so any other
+(real servers on loopback, data under ``data/dev/``, one directory per server
+and version: ``postgres-15``, ``redis-7.0``, ``valkey-8.1``; newer servers write
+files older ones cannot read), migrates, writes ``data/dev/services.env`` so any other
 terminal's ``flask --app nexus ...`` finds the servers, then runs the web app
 (``flask run`` with the reloader) and a worker. A process that dies is
 restarted with backoff — the web keeps answering ``/healthz`` (503) while a
@@ -172,7 +173,8 @@ def _start_postgres(supervisor: Supervisor, config: DevConfig) -> str:
 
 
 def _start_redis(supervisor: Supervisor, config: DevConfig) -> str:
-    server = RedisServer(local_services.find_redis(), config.data_dir / "redis", config.redis_port)
+    install = local_services.find_redis()
+    server = RedisServer(install, config.data_dir / install.label, config.redis_port)
     if port_in_use(server.port):
         raise ServiceError(
             f"port {server.port} is taken; set NEXUS_DEV_REDIS_PORT or stop what listens there"
@@ -210,7 +212,15 @@ def run(config: DevConfig, supervisor: Supervisor | None = None) -> int:
         _write_services_env(services_env, urls)
         env = {**os.environ, **urls, "PYTHONUNBUFFERED": "1"}
         flask = [sys.executable, "-m", "flask", "--app", "nexus"]
-        migrate = subprocess.run([*flask, "db", "upgrade"], env=env, check=False)
+        migrate = subprocess.run(
+            [*flask, "db", "upgrade"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            check=False,
+        )
+        for line in migrate.stdout.decode(errors="replace").splitlines():
+            supervisor.say("migrate", line)
         if migrate.returncode != 0:
             supervisor.say("dev", "migrations failed; fix them and run `make dev` again")
             return 1

@@ -82,8 +82,8 @@ def own_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, subprocess.Popen[by
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[tuple[PostgresServer, subprocess.Popen[bytes]]]:
-    server = PostgresServer(find_postgres(), tmp_path / "pg", free_port(), durable=False)
+def own_postgres(server_dir: Path) -> Iterator[tuple[PostgresServer, subprocess.Popen[bytes]]]:
+    server = PostgresServer(find_postgres(), server_dir / "pg", free_port(), durable=False)
     server.initialise()
     process = subprocess.Popen(
         server.command(),

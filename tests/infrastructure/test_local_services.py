@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -22,6 +23,7 @@ from nexus.infrastructure.local_services import (
     free_port,
     identity,
     port_in_use,
+    reachable_datadir,
     run_as,
     stage_for,
     stop_process,
@@ -80,8 +82,8 @@ def test_wheel_binaries_nobody_can_reach_are_staged_and_run(
         shutil.rmtree(staged.bindir.parents[2])
 
 
-def test_initialise_refuses_a_cluster_of_another_version(tmp_path: Path) -> None:
-    datadir = tmp_path / "pg"
+def test_initialise_refuses_a_cluster_of_another_version(server_dir: Path) -> None:
+    datadir = server_dir / "pg"
     datadir.mkdir()
     (datadir / "PG_VERSION").write_text("9\n")
     server = PostgresServer(find_postgres(), datadir, free_port(), durable=False)
@@ -89,8 +91,8 @@ def test_initialise_refuses_a_cluster_of_another_version(tmp_path: Path) -> None
         server.initialise()
 
 
-def test_postgres_listens_on_loopback_only_and_restarts_on_its_data(tmp_path: Path) -> None:
-    server = PostgresServer(find_postgres(), tmp_path / "pg", free_port(), durable=False)
+def test_postgres_listens_on_loopback_only_and_restarts_on_its_data(server_dir: Path) -> None:
+    server = PostgresServer(find_postgres(), server_dir / "pg", free_port(), durable=False)
     assert server.initialise() is True
     assert server.initialise() is False  # idempotent
     process = subprocess.Popen(
@@ -122,6 +124,14 @@ def test_wait_ready_reports_a_server_that_died(tmp_path: Path) -> None:
         server.wait_ready(timeout=0.2)
 
 
+def test_redis_data_directories_are_named_by_server_and_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert re.fullmatch(r"(redis|valkey)-\d+\.\d+", find_redis().label)
+    monkeypatch.setenv(local_services.IGNORE_SYSTEM_ENV, "1")
+    assert find_redis().label.startswith("valkey-")
+
+
 def test_redis_keeps_an_append_only_file_when_durable(tmp_path: Path) -> None:
     server = RedisServer(find_redis(), tmp_path / "redis", free_port())
     assert server.command()[server.command().index("--appendonly") + 1] == "yes"
@@ -145,3 +155,28 @@ def test_stop_process_kills_what_ignores_sigterm() -> None:
     stop_process(process, grace=0.5)
     assert process.returncode == -9
     process.stdout.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to nobody")
+def test_unreachable_data_directory_lives_in_var_tmp_behind_a_symlink(tmp_path: Path) -> None:
+    private = tmp_path / "root-home"
+    private.mkdir(mode=0o700)
+    datadir = private / "checkout" / "data" / "dev" / "postgres-15"
+    real = reachable_datadir(datadir, run_as())
+    try:
+        assert real.parent.parent == Path("/var/tmp")
+        assert datadir.is_symlink()
+        assert datadir.resolve() == real
+        assert reachable_datadir(datadir, run_as()) == real  # found again next time
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700  # nothing was opened up
+    finally:
+        shutil.rmtree(real.parent, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands PostgreSQL to nobody")
+def test_an_existing_unreachable_data_directory_is_explained(tmp_path: Path) -> None:
+    private = tmp_path / "root-home"
+    (private / "postgres-15").mkdir(parents=True)
+    private.chmod(0o700)
+    with pytest.raises(ServiceError, match="cannot be reached by 'nobody'"):
+        reachable_datadir(private / "postgres-15", run_as())

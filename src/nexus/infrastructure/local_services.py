@@ -7,9 +7,11 @@ loopback only. The dev supervisor (``nexus.devstack``) and the test session
 both start servers through here.
 
 PostgreSQL refuses to run as root. When we are root (as CI is), it runs as
-``nobody``; its data directory is owned by that user, and binaries that
-``nobody`` cannot reach (a venv under ``/root``) are copied once to a
-world-readable cache directory first.
+``nobody``; its data directory is owned by that user. Binaries ``nobody``
+cannot reach (a venv under ``/root``) are copied once to a world-readable
+temp directory, and a data directory it cannot reach is kept under
+``/var/tmp`` behind a symlink at the expected path. No permission of the
+developer's directories is changed.
 
 Set ``NEXUS_IGNORE_SYSTEM_SERVERS=1`` to skip system binaries and use the
 wheels, as a machine without them would.
@@ -111,13 +113,55 @@ def find_postgres() -> PostgresInstall:
     )
 
 
+def _traversable_by_others(path: Path) -> bool:
+    """Whether a user who is neither owner nor group member can reach into ``path``'s parent.
+
+    Directories that do not exist yet count as reachable: we create them 0755.
+    """
+    return all(
+        directory.stat().st_mode & stat.S_IXOTH
+        for directory in path.resolve().parents
+        if directory.exists()
+    )
+
+
 def _reachable_by_others(path: Path) -> bool:
     """Whether a user who is neither owner nor group member can read ``path``."""
     path = path.resolve()
-    for directory in [path, *path.parents]:
-        if not directory.stat().st_mode & stat.S_IXOTH:
-            return False
-    return bool(path.stat().st_mode & stat.S_IROTH)
+    return (
+        _traversable_by_others(path)
+        and bool(path.stat().st_mode & stat.S_IXOTH)
+        and bool(path.stat().st_mode & stat.S_IROTH)
+    )
+
+
+def reachable_datadir(datadir: Path, user: pwd.struct_passwd | None) -> Path:
+    """Where PostgreSQL running as ``user`` keeps the data meant for ``datadir``.
+
+    ``datadir`` itself when ``user`` can reach it. Otherwise (a checkout under
+    ``/root``) the data lives in ``/var/tmp/nexus-data-<hash>/`` — which
+    survives reboots — and ``datadir`` becomes a symlink to it, so it is still
+    found, listed and deleted where the developer expects it.
+    """
+    if user is None:
+        return datadir
+    if datadir.is_symlink():
+        return datadir.resolve()
+    if _traversable_by_others(datadir):
+        return datadir
+    if datadir.exists():
+        raise ServiceError(
+            f"{datadir} cannot be reached by {user.pw_name!r}, which PostgreSQL runs as "
+            "when started by root; move the checkout out of a private directory, or "
+            f"delete {datadir} to have it recreated where {user.pw_name!r} can reach it"
+        )
+    digest = hashlib.sha256(str(datadir.resolve()).encode()).hexdigest()[:12]
+    home = Path("/var/tmp") / f"nexus-data-{digest}"  # noqa: S108 - a fixed, documented place
+    home.mkdir(mode=0o755, parents=True, exist_ok=True)
+    real = home / datadir.name
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    datadir.symlink_to(real, target_is_directory=True)
+    return real
 
 
 def run_as() -> pwd.struct_passwd | None:
@@ -183,16 +227,6 @@ def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
             os.chown(os.path.join(directory, name), user.pw_uid, user.pw_gid)
 
 
-def _make_reachable(path: Path, user: pwd.struct_passwd | None) -> None:
-    """Let ``user`` traverse to ``path`` by opening only the execute bit of its parents."""
-    if user is None:
-        return
-    for directory in path.resolve().parents:
-        mode = directory.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            os.chmod(directory, mode | stat.S_IXOTH)
-
-
 @dataclass
 class PostgresServer:
     """One PostgreSQL cluster in ``datadir``, listening on 127.0.0.1:``port`` only."""
@@ -206,6 +240,7 @@ class PostgresServer:
 
     def __post_init__(self) -> None:
         self.install = stage_for(self.install, self.user)
+        self.datadir = reachable_datadir(self.datadir, self.user)
 
     def initialise(self) -> bool:
         """Create the cluster if ``datadir`` holds none; ``True`` if it did."""
@@ -219,7 +254,6 @@ class PostgresServer:
             return False
         self.datadir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.datadir, 0o700)
-        _make_reachable(self.datadir, self.user)
         _chown_tree(self.datadir, self.user)
         result = subprocess.run(
             [
@@ -305,6 +339,18 @@ class RedisInstall:
     server: Path
     cli: Path | None
     origin: str
+
+    @property
+    def label(self) -> str:
+        """``redis-7.0`` or ``valkey-8.1``: data files are not readable by older servers,
+        so each server and version keeps its own data directory."""
+        output = subprocess.run(
+            [str(self.server), "--version"], capture_output=True, text=True, check=True
+        ).stdout
+        match = re.search(r"(\w+) server v=(\d+)\.(\d+)", output, re.IGNORECASE)
+        if match is None:  # pragma: no cover - every redis-server prints this
+            raise ServiceError(f"cannot read the version of {self.server}: {output!r}")
+        return f"{match.group(1).lower()}-{match.group(2)}.{match.group(3)}"
 
 
 def find_redis() -> RedisInstall:
