@@ -28,21 +28,45 @@ venv: $(STAMP) ## Create .venv with the locked dependencies (other targets do th
 dev: $(STAMP) ## Run web + worker on real PostgreSQL and Redis (started here unless DATABASE_URL/REDIS_URL are set)
 	$(BIN)/python -m nexus.devstack
 
+.PHONY: serve
+serve: $(STAMP) ## Run the app under gunicorn (JSON logs) on :8000, against the make dev servers
+	GUNICORN_BIND=$${GUNICORN_BIND:-127.0.0.1:8000} NEXUS_LOG_FORMAT=$${NEXUS_LOG_FORMAT:-json} \
+		$(BIN)/gunicorn --config gunicorn.conf.py nexus.wsgi:app
+
+.env:
+	$(BIN)/python -m nexus.devstack init-env
+
+.PHONY: up
+up: $(STAMP) .env ## Build and start the Docker Compose stack, wait for /healthz, print the URL
+	docker compose up --build --detach
+	$(BIN)/python -m nexus.devstack wait-healthy --timeout 180 \
+		http://127.0.0.1:$${NEXUS_WEB_PORT:-5000}/healthz
+
+.PHONY: down
+down: ## Stop the Docker Compose stack (data stays in data/postgres, data/redis)
+	docker compose down
+
+.PHONY: logs
+logs: ## Follow the Docker Compose stack's logs
+	docker compose logs --follow --tail=100
+
 .PHONY: test
 test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis, with coverage
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff check, ruff format --check, mypy --strict, lock-check
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+lint: $(STAMP) ## ruff, mypy --strict, hadolint, the compose schema, lock-check
+	$(BIN)/ruff check src tests gunicorn.conf.py .ci
+	$(BIN)/ruff format --check src tests gunicorn.conf.py .ci
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(MAKE) --no-print-directory lock-check
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and auto-fix with ruff
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests gunicorn.conf.py .ci
+	$(BIN)/ruff format src tests gunicorn.conf.py .ci
 
 .PHONY: lock
 lock: $(STAMP) ## Re-lock requirements*.txt from requirements*.in, keeping existing pins

@@ -5,17 +5,25 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
+from dotenv import dotenv_values
+from flask import Flask
+from werkzeug.serving import make_server
 
+from nexus.config import load_settings
+from nexus.devstack import SECRET_VARIABLES, init_env, wait_healthy
 from nexus.infrastructure.local_services import free_port, port_in_use
-from tests.support import wait_for
+from tests.support import REPO_ROOT, wait_for
 
 
 def healthz(port: int) -> tuple[int, dict[str, str]]:
@@ -114,3 +122,43 @@ def test_dev_stack_serves_restarts_and_stops_cleanly(tmp_path: Path, server_dir:
     assert not (data_dir / "services.env").exists()
     assert "redis exited" in output
     assert "worker exited" in output
+
+
+def test_init_env_writes_fresh_strong_secrets_once(tmp_path: Path) -> None:
+    target = tmp_path / ".env"
+    assert init_env(REPO_ROOT / ".env.example", target) is True
+    values = dotenv_values(target)
+    secrets = [values[name] for name in SECRET_VARIABLES]
+    assert all(secret and len(secret) >= 48 for secret in secrets)
+    assert len(set(secrets)) == 3
+    assert len(values["POSTGRES_PASSWORD"] or "") >= 24
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    before = target.read_text()
+    assert init_env(REPO_ROOT / ".env.example", target) is False  # never overwrites
+    assert target.read_text() == before
+
+
+def test_init_env_output_satisfies_production_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    init_env(REPO_ROOT / ".env.example", tmp_path / ".env")
+    for name, value in dotenv_values(tmp_path / ".env").items():
+        if value is not None and name.startswith("NEXUS_") and name != "NEXUS_ENV":
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("NEXUS_ENV", "prod")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nexus:pw@postgres/nexus")
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().env == "prod"
+
+
+def test_wait_healthy(servers: object, make_app: Callable[..., Flask]) -> None:
+    app = make_app()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert wait_healthy(f"http://127.0.0.1:{server.port}/healthz", timeout=10) is True
+    finally:
+        server.shutdown()
+    assert wait_healthy(f"http://127.0.0.1:{free_port()}/healthz", timeout=0.5) is False

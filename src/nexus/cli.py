@@ -1,4 +1,4 @@
-"""``flask --app nexus ...`` commands: worker, jobs, db.
+"""``flask --app nexus ...`` commands: worker, worker-health, jobs, db.
 
 Owns the command-line surface; each command is a thin shell over a function
 elsewhere (the worker class, ``send_ping``, Alembic), and exits non-zero with
@@ -7,15 +7,21 @@ a one-line reason when it fails.
 
 from __future__ import annotations
 
+import os
+import socket
+from datetime import UTC, datetime
+
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from redis.exceptions import RedisError
+from rq import Worker
 
 from nexus import migrations
 from nexus.config import current_settings
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import get_queues
-from nexus.infrastructure.redis import create_redis
+from nexus.infrastructure.redis import create_redis, get_redis
 from nexus.jobs.ping import PingError, send_ping
 from nexus.jobs.worker import NexusWorker
 
@@ -53,6 +59,39 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
     )
     worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+
+
+@click.command("worker-health")
+@with_appcontext
+def worker_health_command() -> None:
+    """Exit 0 if a worker on this host is alive and heartbeating, else 1 (container healthcheck)."""
+    try:
+        workers = Worker.all(connection=get_redis())
+    except RedisError as exc:
+        raise click.ClickException(f"Redis is unreachable: {exc}") from None
+    host = socket.gethostname()
+    now = datetime.now(UTC)
+    for worker in workers:
+        if worker.hostname != host or worker.last_heartbeat is None:
+            continue
+        heartbeat = worker.last_heartbeat.replace(tzinfo=UTC)
+        # RQ refreshes the heartbeat at least once per worker TTL, idle or busy.
+        if (now - heartbeat).total_seconds() <= worker.worker_ttl and _alive(worker.pid):
+            click.echo(f"worker {worker.name} ({worker.get_state()}) is healthy")
+            return
+    raise click.ClickException(f"no live worker with a fresh heartbeat on {host}")
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 @click.group("jobs")
@@ -121,5 +160,5 @@ def db_revision(message: str, autogenerate: bool) -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (worker_command, jobs_group, db_group):
+    for command in (worker_command, worker_health_command, jobs_group, db_group):
         app.cli.add_command(command)

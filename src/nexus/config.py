@@ -182,6 +182,7 @@ class Settings(BaseSettings):
     queue_default: str = "default"
     queue_low: str = "low"
     job_timeout: int = Field(default=180, ge=1)
+    worker_shutdown_grace: int = Field(default=60, ge=0)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 

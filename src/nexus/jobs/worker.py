@@ -13,6 +13,10 @@ debuggers).
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -31,12 +35,37 @@ class _AppWorkerMixin(BaseWorker):
         if app is None:
             # `rq worker -w ...` builds the worker without an app; build it here
             # (late import: the app's CLI imports this module).
-            from nexus.app import create_app  # noqa: PLC0415
+            from nexus.app import create_app_or_exit  # noqa: PLC0415
 
-            app = create_app()
+            app = create_app_or_exit()
         self.app = app
+        self.shutdown_grace: int = app.extensions["nexus.settings"].worker_shutdown_grace
         kwargs["serializer"] = SERIALIZER
         super().__init__(*args, **kwargs)
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM/SIGINT: finish the running job, but within the grace period.
+
+        RQ's warm shutdown waits for the job however long it takes; a deploy
+        cannot. After ``NEXUS_WORKER_SHUTDOWN_GRACE`` seconds we send ourselves
+        the second signal, RQ's cold shutdown: the job's horse is killed (the
+        job stays in RQ's started registry, to be failed as abandoned) and the
+        worker still exits 0.
+        """
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # raises when idle
+        if self._stop_requested:
+            self.log.info(
+                "Worker %s: draining, the running job has %s s to finish",
+                self.name,
+                self.shutdown_grace,
+            )
+            timer = threading.Timer(self.shutdown_grace, self._grace_expired)
+            timer.daemon = True
+            timer.start()
+
+    def _grace_expired(self) -> None:
+        self.log.warning("Worker %s: shutdown grace expired, stopping the job", self.name)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         with self.app.app_context():

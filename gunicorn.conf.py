@@ -1,0 +1,40 @@
+"""gunicorn settings for Nexus, each overridable from the environment.
+
+``gunicorn --config gunicorn.conf.py nexus.wsgi:app`` (the image's default
+command, and ``make serve``). The app is built in each worker after fork
+(no preload), so every worker opens its own database and Redis pools.
+"""
+
+import multiprocessing
+import os
+
+
+def _int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
+# Two processes per core plus one keeps cores busy while others wait on I/O;
+# threads let each process overlap database and Redis round trips.
+workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1)
+worker_class = "gthread"
+threads = _int("GUNICORN_THREADS", 4)
+# A request that takes longer than this gets its worker restarted.
+timeout = _int("GUNICORN_TIMEOUT", 30)
+# On SIGTERM, in-flight requests get this long to finish.
+graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
+keepalive = _int("GUNICORN_KEEPALIVE", 5)
+# Recycle workers now and then (slow leaks), staggered so they never restart together.
+max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+# Trust X-Forwarded-* only from these proxies; loopback by default, never "*".
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+preload_app = False
+# Heartbeat files in memory: a container's overlay filesystem can stall them.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
+# The app writes the one access line per request; gunicorn's own records go
+# through the same structlog chain (JSON in staging/prod).
+accesslog = None
+errorlog = "-"
+logger_class = "nexus.infrastructure.gunicorn.GunicornLogger"
+proc_name = "nexus-web"
