@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -40,4 +42,31 @@ def capture_logs() -> AbstractContextManager[list[EventDict]]:
 def dispose(app: Flask) -> None:
     """Close an app's pooled connections (they would warn when garbage-collected)."""
     app.extensions["nexus.database"].engine.dispose()
-    app.extensions["nexus.redis"].close()
+    # Redis.close() leaves a pool it was handed open; disconnect it explicitly.
+    app.extensions["nexus.redis"].connection_pool.disconnect()
+
+
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a command from the checkout and capture its output (a minute at most)."""
+    return subprocess.run(
+        argv, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``flask --app nexus worker`` in a child process, its output captured."""
+    return subprocess.Popen(
+        [*FLASK, "worker"], env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+
+
+def stop_worker(worker: subprocess.Popen[bytes], *, timeout: float = 60) -> str:
+    """SIGTERM the worker and return its output; killed if it does not exit in time."""
+    try:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=timeout)
+    finally:
+        if worker.poll() is None:  # only when a test is already failing
+            worker.kill()
+            output, _ = worker.communicate()
+    return output.decode(errors="replace")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -11,7 +9,7 @@ from flask import Flask
 from redis import Redis
 
 from nexus import migrations
-from tests.support import FLASK, REPO_ROOT, wait_for
+from tests.support import FLASK, run, start_worker, stop_worker, wait_for
 
 
 def test_db_commands_migrate_and_report(
@@ -51,22 +49,12 @@ def test_worker_burst_exits_when_queues_are_empty(app: Flask, redis: Redis) -> N
 def test_worker_exits_0_on_sigterm(
     fresh_database: str, subprocess_env: Callable[..., dict[str, str]], redis: Redis
 ) -> None:
-    worker = subprocess.Popen(
-        [*FLASK, "worker"],
-        env=subprocess_env(fresh_database),
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(subprocess_env(fresh_database))
     try:
         wait_for(lambda: redis.scard("rq:workers") > 0, timeout=30)
-        worker.send_signal(signal.SIGTERM)
-        output, _ = worker.communicate(timeout=30)
     finally:
-        if worker.poll() is None:  # pragma: no cover - only when the test fails
-            worker.kill()
-            worker.communicate()
-    assert worker.returncode == 0, output.decode()
+        output = stop_worker(worker)
+    assert worker.returncode == 0, output
     assert redis.scard("rq:workers") == 0  # deregistered on the way out
 
 
@@ -75,15 +63,7 @@ def test_bad_configuration_fails_fast_with_one_message(
 ) -> None:
     env = subprocess_env("sqlite:///x.db", NEXUS_ENV="prod")
     started = time.monotonic()
-    result = subprocess.run(
-        [*FLASK, "db", "current"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run([*FLASK, "db", "current"], env)
     assert time.monotonic() - started < 30
     assert result.returncode == 2
     assert result.stderr.startswith("Nexus configuration is invalid (NEXUS_ENV=prod)")

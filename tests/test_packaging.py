@@ -16,7 +16,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from nexus.infrastructure.local_services import free_port, stop_process
-from tests.support import REPO_ROOT, wait_for
+from tests.support import REPO_ROOT, start_worker, stop_worker, wait_for
 
 BIN = Path(sys.executable).parent
 
@@ -181,18 +181,11 @@ def test_worker_health_command(
     result = runner.invoke(args=["worker-health"])
     assert result.exit_code == 1
     assert "no live worker with a fresh heartbeat" in result.output
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "flask", "--app", "nexus", "worker"],
-        env=subprocess_env(fresh_database),
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_worker(subprocess_env(fresh_database))
     try:
         wait_for(lambda: redis.scard("rq:workers") > 0, timeout=30)
         result = runner.invoke(args=["worker-health"])
         assert result.exit_code == 0, result.output
         assert "is healthy" in result.stdout
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        stop_worker(worker)

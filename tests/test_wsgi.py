@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import subprocess
 import sys
 from collections.abc import Callable
 
 import pytest
 from flask import Flask
 
-from tests.support import REPO_ROOT, dispose
+from tests.support import dispose, run
 
 
 def test_wsgi_module_builds_the_app(
@@ -35,15 +34,7 @@ def test_wsgi_exits_2_listing_every_bad_variable(
     subprocess_env: Callable[..., dict[str, str]],
 ) -> None:
     env = subprocess_env("postgresql://db/nexus", NEXUS_ENV="staging", NEXUS_DEBUG="1")
-    result = subprocess.run(
-        [sys.executable, "-c", "import nexus.wsgi"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run([sys.executable, "-c", "import nexus.wsgi"], env)
     assert result.returncode == 2
     assert result.stderr.splitlines()[:3] == [
         "Nexus configuration is invalid (NEXUS_ENV=staging):",

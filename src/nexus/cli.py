@@ -58,7 +58,10 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
         name=name,
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
     )
-    worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+    try:
+        worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+    finally:
+        connection.connection_pool.disconnect()
 
 
 @click.command("worker-health")

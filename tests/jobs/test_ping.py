@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import zlib
 from collections.abc import Callable
 
@@ -17,7 +15,7 @@ from sqlalchemy.orm import Session
 from nexus.infrastructure.queue import get_queues
 from nexus.jobs.ping import PingError, ping, send_ping
 from nexus.jobs.worker import NexusSimpleWorker
-from tests.support import FLASK, REPO_ROOT, capture_logs, wait_for
+from tests.support import FLASK, capture_logs, run, start_worker, stop_worker, wait_for
 
 
 def test_ping_answers_from_the_database(app: Flask, db_session: Session) -> None:
@@ -66,34 +64,17 @@ def test_ping_through_a_real_worker_process(
     fresh_database: str, subprocess_env: Callable[..., dict[str, str]], redis: Redis
 ) -> None:
     env = subprocess_env(fresh_database)
-    worker = subprocess.Popen(
-        [*FLASK, "worker"],
-        env=env,
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    worker = start_worker(env)
     try:
         wait_for(lambda: redis.scard("rq:workers") > 0, timeout=30)
-        result = subprocess.run(
-            [*FLASK, "jobs", "ping", "--timeout", "20"],
-            env=env,
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run([*FLASK, "jobs", "ping", "--timeout", "20"], env)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith("pong from worker ")
         assert "(PostgreSQL " in result.stdout
         assert " ms [job " in result.stdout
     finally:
-        worker.send_signal(signal.SIGTERM)
-        output, _ = worker.communicate(timeout=30)
-    assert worker.returncode == 0, output.decode()
-    assert b"Successfully completed nexus.jobs.ping.ping" in output
+        output = stop_worker(worker)
+    assert "Successfully completed nexus.jobs.ping.ping" in output
 
 
 def test_ping_command_fails_clearly_without_a_worker(app: Flask, redis: Redis) -> None:
