@@ -86,6 +86,11 @@ migrate: $(STAMP) ## Apply database migrations (flask --app nexus db upgrade)
 worker: $(STAMP) ## Run an RQ worker on the high, default and low queues
 	$(FLASK) worker
 
+.PHONY: create-admin
+create-admin: $(STAMP) ## Create or promote an admin: make create-admin EMAIL=you@example.com (password: NEXUS_ADMIN_PASSWORD or a prompt)
+	@test -n "$(EMAIL)" || { echo "usage: make create-admin EMAIL=you@example.com" >&2; exit 2; }
+	$(FLASK) create-admin "$(EMAIL)"
+
 .PHONY: psql
 psql: $(STAMP) ## Open psql on the dev database
 	$(BIN)/python -m nexus.devstack psql

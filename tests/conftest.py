@@ -47,6 +47,8 @@ from nexus.infrastructure.local_services import (
 )
 from tests.support import dispose
 
+pytest_plugins = ["tests.accounts_fixtures"]
+
 TEMPLATE_DB = "nexus_test_template"
 SHARED_DB = "nexus_test"
 # Redis DB for tests; high enough to stay clear of a developer's DB 0.
@@ -181,6 +183,8 @@ def make_settings(servers: Servers, database: str, **overrides: object) -> Setti
         "database_url": servers.database_url(database),
         "redis_url": servers.redis_url,
         "log_level": "INFO",
+        # Cheap hashes keep the suite fast; tests of the cost set their own.
+        "argon2_memory_kib": 8192,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

@@ -12,7 +12,10 @@ import sys
 
 from flask import Flask
 
+from nexus.accounts import auth
+from nexus.accounts import routes as account_routes
 from nexus.api import errors, health, problems, request_context
+from nexus.audit import routes as audit_routes
 from nexus.config import ConfigError, Settings, load_settings
 from nexus.infrastructure import queue
 from nexus.infrastructure import redis as redis_infra
@@ -62,6 +65,7 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     redis = redis_infra.create_redis(settings)
     redis_infra.init_app(app, redis)
     queue.init_app(app, queue.create_queues(redis, settings))
+    auth.init_app(app, settings)
     app.extensions[health.EXTENSION_KEY] = health.create_health_check(settings, redis)
 
 
@@ -72,6 +76,9 @@ def register_request_hooks(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(problems.bp, url_prefix=API_PREFIX)
+    app.register_blueprint(account_routes.bp, url_prefix=f"{API_PREFIX}/auth")
+    app.register_blueprint(account_routes.admin_bp, url_prefix=f"{API_PREFIX}/admin")
+    app.register_blueprint(audit_routes.bp, url_prefix=f"{API_PREFIX}/admin")
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""``flask --app nexus ...`` commands: worker, worker-health, jobs, db.
+"""``flask --app nexus ...`` commands: worker, worker-health, create-admin, jobs, db.
 
 Owns the command-line surface; each command is a thin shell over a function
 elsewhere (the worker class, ``send_ping``, Alembic), and exits non-zero with
@@ -12,13 +12,19 @@ import socket
 from datetime import UTC, datetime
 
 import click
+from email_validator import EmailNotValidError, validate_email
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 from rq import Worker
 
 from nexus import migrations
+from nexus.accounts import services as account_services
+from nexus.accounts.auth import family_cache, password_hasher
+from nexus.api.errors import ApiError
+from nexus.audit.services import AuditContext
 from nexus.config import current_settings
+from nexus.infrastructure.database import get_session, transaction
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import get_queues
 from nexus.infrastructure.redis import create_redis, get_redis
@@ -97,6 +103,39 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+@click.command("create-admin")
+@click.argument("email")
+@with_appcontext
+def create_admin_command(email: str) -> None:
+    """Create EMAIL as an admin, or promote the existing account (idempotent).
+
+    The password comes from NEXUS_ADMIN_PASSWORD or a prompt, never an argument
+    (arguments end up in shell history and process lists).
+    """
+    try:
+        email = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise click.BadParameter(str(exc), param_hint="EMAIL") from None
+    password = os.environ.get("NEXUS_ADMIN_PASSWORD") or click.prompt(
+        "Password", hide_input=True, confirmation_prompt=True
+    )
+    session = get_session()
+    try:
+        with transaction(session):
+            user, created = account_services.ensure_admin(
+                session=session,
+                hasher=password_hasher(),
+                email=email,
+                password=password,
+                cache=family_cache(),
+                context=AuditContext(actor_role="cli"),
+            )
+    except ApiError as exc:
+        reasons = "; ".join(error["message"] for error in exc.errors or []) or exc.detail
+        raise click.ClickException(reasons) from None
+    click.echo(f"{'created' if created else 'admin'} {user.email} ({user.id})")
+
+
 @click.group("jobs")
 def jobs_group() -> None:
     """Enqueue and inspect background jobs."""
@@ -163,5 +202,11 @@ def db_revision(message: str, autogenerate: bool) -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (worker_command, worker_health_command, jobs_group, db_group):
+    for command in (
+        worker_command,
+        worker_health_command,
+        create_admin_command,
+        jobs_group,
+        db_group,
+    ):
         app.cli.add_command(command)

@@ -186,6 +186,22 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    registration_mode: Literal["open", "invite", "closed"] = "open"
+    invite_hours: int = Field(default=72, ge=1, le=24 * 90)
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+    # Argon2id at OWASP's first recommendation (docs/decisions/0012).
+    argon2_time_cost: int = Field(default=1, ge=1, le=10)
+    argon2_memory_kib: int = Field(default=47_104, ge=8_192, le=1_048_576)
+    argon2_parallelism: int = Field(default=1, ge=1, le=16)
+    # Hashes running at once per process, and how long a request waits for a
+    # slot before 503: a login flood cannot take every thread and core.
+    max_concurrent_hashes: int = Field(default=2, ge=1, le=64)
+    hash_wait_seconds: float = Field(default=5.0, gt=0, le=60)
+    # How long a token family's state is cached in Redis (revocations also
+    # delete the cache entry at once).
+    auth_cache_seconds: int = Field(default=30, ge=0, le=3600)
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -59,14 +59,16 @@ def test_baseline_trigger_keeps_updated_at_current(empty_database: str) -> None:
 
 def test_new_revisions_are_numbered_in_order(empty_database: str) -> None:
     migrations.upgrade(empty_database)
-    assert migrations.next_revision_id() == "0002"
+    head = migrations.head()
+    expected = f"{int(head) + 1:04d}"
+    assert migrations.next_revision_id() == expected
     path = Path(migrations.new_revision(empty_database, "add widgets"))
     try:
-        assert path.name == "0002_add_widgets.py"
+        assert path.name == f"{expected}_add_widgets.py"
         text = path.read_text()
-        assert "revision: str = '0002'" in text
-        assert "down_revision: str | None = '0001'" in text
-        assert migrations.next_revision_id() == "0003"
+        assert f"revision: str = '{expected}'" in text
+        assert f"down_revision: str | None = '{head}'" in text
+        assert migrations.next_revision_id() == f"{int(head) + 2:04d}"
     finally:
         path.unlink()
 

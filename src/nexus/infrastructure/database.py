@@ -3,24 +3,31 @@
 Owns the one engine per process (psycopg 3, pre-ping, recycle, bounded pool,
 connect and statement timeouts), its disposal in forked children, the
 declarative ``Base`` with its constraint naming convention, ``get_session()``
-(one session per app context, closed at teardown) and ``transaction()``, the
-only way code commits. Imports no feature package.
+(one session per app context, closed at teardown), ``transaction()``, the
+only way code commits, and ``after_commit()`` for effects that must wait for
+the commit. Imports no feature package.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, ClassVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, MetaData, create_engine
+from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from nexus.config import Settings
+from nexus.infrastructure.logging import get_logger
 
 EXTENSION_KEY = "nexus.database"
+_AFTER_COMMIT = "nexus.after_commit"
+_LISTENING = "nexus.after_commit_listening"
+log = get_logger(__name__)
 
 # Stable, predictable constraint names, so migrations can drop and alter them
 # by name on every PostgreSQL version (Alembic's recommended convention).
@@ -37,6 +44,8 @@ class Base(DeclarativeBase):
     """Declarative base of every Nexus model."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Every timestamp is timestamptz: naive datetimes are a bug waiting for DST.
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
 
 
 def create_db_engine(settings: Settings, *, application_name: str = "nexus") -> Engine:
@@ -108,6 +117,35 @@ def _close_session(_exc: BaseException | None) -> None:
     session: Session | None = g.pop("db_session", None)
     if session is not None:
         session.close()
+
+
+def after_commit(session: Session, callback: Callable[[], object]) -> None:
+    """Run ``callback`` once the session's current transaction has committed.
+
+    For effects outside PostgreSQL (a cache invalidation, an enqueue) that
+    must not happen for a change that rolls back. Dropped on rollback. A
+    failing callback is logged, never raised: the commit already happened.
+    """
+    pending: list[Callable[[], object]] = session.info.setdefault(_AFTER_COMMIT, [])
+    pending.append(callback)
+    if not session.info.get(_LISTENING):
+        event.listen(session, "after_commit", _run_after_commit)
+        event.listen(session, "after_rollback", _drop_after_commit)
+        session.info[_LISTENING] = True
+
+
+def _run_after_commit(session: Session) -> None:
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        try:
+            callback()
+        except Exception:  # the data is committed; report, do not undo
+            log.exception(
+                "database.after_commit_failed", callback=getattr(callback, "__name__", "?")
+            )
+
+
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT, None)
 
 
 @contextmanager

@@ -10,6 +10,9 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+# Every module that defines models, so autogenerate compares them all.
+from nexus.accounts import models as _accounts_models  # noqa: F401
+from nexus.audit import models as _audit_models  # noqa: F401
 from nexus.infrastructure.database import Base
 
 target_metadata = Base.metadata

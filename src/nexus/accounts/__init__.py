@@ -1,0 +1,1 @@
+"""Accounts: users, passwords, tokens, roles, invites and the admin endpoints."""

@@ -1,0 +1,261 @@
+"""HTTP endpoints of accounts: /api/v1/auth/* and the admin user and invite endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from flask import Blueprint, Response
+
+from nexus.accounts import auth, services, tokens
+from nexus.accounts.schemas import (
+    DeleteMeIn,
+    InviteIn,
+    InviteOut,
+    LoginIn,
+    PasswordChangeIn,
+    RegisterIn,
+    TokensOut,
+    UserListQuery,
+    UserOut,
+    UserPatchIn,
+)
+from nexus.api.envelope import data, decode_cursor, encode_cursor, page
+from nexus.api.errors import ApiError, ErrorCode
+from nexus.api.validation import validate
+from nexus.audit import services as audit
+from nexus.config import current_settings
+from nexus.infrastructure.database import get_database, get_session, transaction
+
+bp = Blueprint("auth", __name__)
+admin_bp = Blueprint("admin_users", __name__)
+
+
+def _tokens(pair: tokens.TokenPair) -> Response:
+    return data(TokensOut(**pair.__dict__))
+
+
+@bp.post("/register")
+@validate(body=RegisterIn)
+def register(body: RegisterIn) -> Response:
+    session = get_session()
+    with transaction(session):
+        user = services.register(
+            session=session,
+            hasher=auth.password_hasher(),
+            mode=current_settings().registration_mode,
+            email=body.email,
+            password=body.password,
+            invite_code=body.invite_code,
+            context=auth.audit_context(),
+        )
+    return data(UserOut.model_validate(user), status=201)
+
+
+@bp.post("/login")
+@validate(body=LoginIn)
+def login(body: LoginIn) -> Response:
+    session = get_session()
+    context = auth.audit_context()
+    with transaction(session):
+        user = services.authenticate(
+            session=session, hasher=auth.password_hasher(), email=body.email, password=body.password
+        )
+        if user is not None:
+            pair = tokens.open_family(session=session, user=user, settings=current_settings())
+            audit.record(
+                session=session,
+                context=context.as_actor(user.id, user.role),
+                action="auth.login",
+                target_type="user",
+                target_id=user.id,
+            )
+    if user is None:
+        audit.record_failure(
+            sessions=get_database().sessionmaker,
+            context=context,
+            action="auth.login",
+            meta={"email_domain": services.email_domain(body.email)},
+        )
+        raise ApiError(ErrorCode.E_UNAUTHENTICATED, "The e-mail address or password is wrong.")
+    return _tokens(pair)
+
+
+@bp.post("/refresh")
+@auth.require_refresh
+def refresh() -> Response:
+    session = get_session()
+    caller = auth.current()
+    claims = auth.token_claims()
+    try:
+        with transaction(session):
+            user = services.get_user(session, caller.id)
+            pair = tokens.rotate(
+                session=session,
+                user=user,
+                claims=claims,
+                settings=current_settings(),
+            )
+    except tokens.RefreshReuseError as reuse:
+        # The revocation must stick although this request fails: commit it
+        # and its audit row on their own.
+        with transaction(session):
+            tokens.revoke_families(
+                session=session,
+                family_ids=[reuse.family_id],
+                reason="reuse",
+                cache=auth.family_cache(),
+            )
+            audit.record(
+                session=session,
+                context=auth.audit_context(),
+                action="auth.refresh_reuse_detected",
+                target_type="token_family",
+                target_id=reuse.family_id,
+            )
+        raise ApiError(
+            ErrorCode.E_UNAUTHENTICATED, "This refresh token was already used; sign in again."
+        ) from None
+    return _tokens(pair)
+
+
+@bp.post("/logout")
+@auth.require_auth
+def logout() -> Response:
+    session = get_session()
+    caller = auth.current()
+    with transaction(session):
+        tokens.revoke_families(
+            session=session,
+            family_ids=[caller.family_id],
+            reason="logout",
+            cache=auth.family_cache(),
+        )
+        audit.record(
+            session=session,
+            context=auth.audit_context(),
+            action="auth.logout",
+            target_type="user",
+            target_id=caller.id,
+        )
+    return Response(status=204)
+
+
+@bp.get("/me")
+@auth.require_auth
+def me() -> Response:
+    return data(UserOut.model_validate(services.get_user(get_session(), auth.current().id)))
+
+
+@bp.post("/password")
+@auth.require_auth
+@validate(body=PasswordChangeIn)
+def change_password(body: PasswordChangeIn) -> Response:
+    session = get_session()
+    caller = auth.current()
+    with transaction(session):
+        services.change_password(
+            session=session,
+            hasher=auth.password_hasher(),
+            user=services.get_user(session, caller.id),
+            family_id=caller.family_id,
+            current_password=body.current_password,
+            new_password=body.new_password,
+            cache=auth.family_cache(),
+            context=auth.audit_context(),
+        )
+    return Response(status=204)
+
+
+@bp.delete("/me")
+@auth.require_auth
+@validate(body=DeleteMeIn)
+def delete_me(body: DeleteMeIn) -> Response:
+    session = get_session()
+    caller = auth.current()
+    with transaction(session):
+        services.delete_account(
+            session=session,
+            hasher=auth.password_hasher(),
+            user=services.get_user(session, caller.id),
+            password=body.password,
+            cache=auth.family_cache(),
+            context=auth.audit_context(),
+        )
+    return Response(status=204)
+
+
+@admin_bp.get("/users")
+@auth.require_role("admin")
+@validate(query=UserListQuery)
+def list_users(query: UserListQuery) -> Response:
+    after = None
+    if query.cursor is not None:
+        position = decode_cursor(query.cursor)
+        try:
+            after = (datetime.fromisoformat(position["c"]), uuid.UUID(position["i"]))
+        except (KeyError, TypeError, ValueError):
+            raise ApiError(
+                ErrorCode.E_INVALID_REQUEST,
+                "The cursor is not one this API issued.",
+                errors=[{"field": "cursor", "message": "Invalid cursor."}],
+            ) from None
+    users = services.list_users(
+        session=get_session(),
+        filters=services.UserFilter(query.role, query.is_active, query.email_prefix),
+        after=after,
+        limit=query.limit + 1,
+    )
+    shown = users[: query.limit]
+    next_cursor = None
+    if len(users) > query.limit:
+        last = shown[-1]
+        next_cursor = encode_cursor({"c": last.created_at.isoformat(), "i": str(last.id)})
+    return page(
+        [UserOut.model_validate(user) for user in shown], next_cursor=next_cursor, limit=query.limit
+    )
+
+
+@admin_bp.patch("/users/<uuid:user_id>")
+@auth.require_role("admin")
+@validate(body=UserPatchIn)
+def update_user(user_id: uuid.UUID, body: UserPatchIn) -> Response:
+    session = get_session()
+    with transaction(session):
+        user = services.update_user(
+            session=session,
+            user_id=user_id,
+            role=body.role,
+            is_active=body.is_active,
+            cache=auth.family_cache(),
+            context=auth.audit_context(),
+        )
+    return data(UserOut.model_validate(user))
+
+
+@admin_bp.delete("/users/<uuid:user_id>")
+@auth.require_role("admin")
+def delete_user(user_id: uuid.UUID) -> Response:
+    session = get_session()
+    with transaction(session):
+        services.delete_user(
+            session=session,
+            user_id=user_id,
+            cache=auth.family_cache(),
+            context=auth.audit_context(),
+        )
+    return Response(status=204)
+
+
+@admin_bp.post("/invites")
+@auth.require_role("admin")
+@validate(body=InviteIn)
+def create_invite(body: InviteIn) -> Response:
+    session = get_session()
+    with transaction(session):
+        code, expires_at = services.create_invite(
+            session=session,
+            hours=body.expires_in_hours or current_settings().invite_hours,
+            context=auth.audit_context(),
+        )
+    return data(InviteOut(code=code, expires_at=expires_at), status=201)

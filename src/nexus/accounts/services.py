@@ -1,0 +1,400 @@
+"""Account operations: register, sign in, change or delete, and what admins do to users.
+
+Plain functions with the session passed in; the caller owns the transaction
+(``with transaction(session): ...``). Each records its audit row in that same
+transaction. They raise :class:`ApiError` for what a client can fix, and
+never touch the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from nexus.accounts import tokens
+from nexus.accounts.models import Invite, Role, User
+from nexus.accounts.passwords import PasswordHasher, policy_problems
+from nexus.api.errors import ApiError, ErrorCode
+from nexus.audit import services as audit
+from nexus.audit.services import AuditContext
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _invite_digest(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def find_by_email(session: Session, email: str) -> User | None:
+    return session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+
+
+def _check_policy(password: str, email: str, field: str = "password") -> None:
+    problems = policy_problems(password, email=email)
+    if problems:
+        raise ApiError(
+            ErrorCode.E_INVALID_REQUEST,
+            "The password does not meet the policy.",
+            errors=[{"field": field, "message": message} for message in problems],
+        )
+
+
+def register(
+    *,
+    session: Session,
+    hasher: PasswordHasher,
+    mode: str,
+    email: str,
+    password: str,
+    invite_code: str | None,
+    context: AuditContext,
+) -> User:
+    """A new member account. Revealing that an address is taken is deliberate
+    (docs/decisions/0012): the caller would learn it anyway by trying to sign in
+    after a password reset, and a clear 409 saves real users confusion."""
+    if mode == "closed":
+        raise ApiError(ErrorCode.E_FORBIDDEN, "Registration is closed.")
+    _check_policy(password, email)
+    invite: Invite | None = None
+    if mode == "invite":
+        invite = _claim_invite(session, invite_code)
+    if find_by_email(session, email) is not None:
+        raise ApiError(ErrorCode.E_CONFLICT, "An account with this e-mail address exists.")
+    user = User(email=email.strip(), password_hash=hasher.hash(password), role=Role.MEMBER)
+    session.add(user)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:  # registered by a concurrent request just now
+        raise ApiError(
+            ErrorCode.E_CONFLICT, "An account with this e-mail address exists."
+        ) from None
+    session.refresh(user)
+    actor = context.as_actor(user.id, user.role)
+    audit.record(
+        session=session,
+        context=actor,
+        action="auth.register",
+        target_type="user",
+        target_id=user.id,
+    )
+    if invite is not None:
+        invite.used_at = _now()
+        invite.used_by = user.id
+        audit.record(
+            session=session,
+            context=actor,
+            action="invite.use",
+            target_type="invite",
+            target_id=invite.id,
+        )
+    return user
+
+
+def _claim_invite(session: Session, code: str | None) -> Invite:
+    invalid = ApiError(
+        ErrorCode.E_INVALID_REQUEST,
+        "Registration needs a valid invite code.",
+        errors=[{"field": "invite_code", "message": "Missing, unknown, used or expired."}],
+    )
+    if not code:
+        raise invalid
+    invite = session.scalar(
+        select(Invite).where(Invite.code_sha256 == _invite_digest(code)).with_for_update()
+    )
+    if invite is None or invite.used_at is not None or invite.expires_at <= _now():
+        raise invalid
+    return invite
+
+
+def create_invite(*, session: Session, hours: int, context: AuditContext) -> tuple[str, datetime]:
+    """A single-use code valid for ``hours``; only its SHA-256 is stored."""
+    code = secrets.token_urlsafe(24)
+    invite = Invite(
+        code_sha256=_invite_digest(code),
+        created_by=context.actor_id,
+        expires_at=_now() + timedelta(hours=hours),
+    )
+    session.add(invite)
+    session.flush()
+    audit.record(
+        session=session,
+        context=context,
+        action="invite.create",
+        target_type="invite",
+        target_id=invite.id,
+        meta={"expires_in_hours": hours},
+    )
+    return code, invite.expires_at
+
+
+def authenticate(
+    *, session: Session, hasher: PasswordHasher, email: str, password: str
+) -> User | None:
+    """The active user with this e-mail and password, or ``None``.
+
+    An unknown address, a wrong password and an inactive account cost the
+    same Argon2 verification and give the same ``None``.
+    """
+    user = find_by_email(session, email)
+    matches = hasher.verify(user.password_hash if user else None, password)
+    if user is None or not matches or not user.is_active:
+        return None
+    if hasher.needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+    user.last_login_at = _now()
+    return user
+
+
+def email_domain(email: str) -> str:
+    """What a failed login may record of the address: its domain, never the address."""
+    return email.rpartition("@")[2].strip().lower()[:255] or "-"
+
+
+def change_password(
+    *,
+    session: Session,
+    hasher: PasswordHasher,
+    user: User,
+    family_id: uuid.UUID,
+    current_password: str,
+    new_password: str,
+    cache: tokens.FamilyCache,
+    context: AuditContext,
+) -> None:
+    """Set a new password and end every other session of the user."""
+    if not hasher.verify(user.password_hash, current_password):
+        raise ApiError(
+            ErrorCode.E_INVALID_REQUEST,
+            "The current password is wrong.",
+            errors=[{"field": "current_password", "message": "Does not match."}],
+        )
+    _check_policy(new_password, user.email, field="new_password")
+    user.password_hash = hasher.hash(new_password)
+    tokens.revoke_user(
+        session=session, user_id=user.id, reason="password_change", cache=cache, keep=family_id
+    )
+    audit.record(
+        session=session,
+        context=context,
+        action="auth.password_change",
+        target_type="user",
+        target_id=user.id,
+    )
+
+
+def delete_account(
+    *,
+    session: Session,
+    hasher: PasswordHasher,
+    user: User,
+    password: str,
+    cache: tokens.FamilyCache,
+    context: AuditContext,
+) -> None:
+    """Delete the caller's own account after checking the password."""
+    _serialize_admin_changes(session)
+    session.refresh(user)  # as it is now that no admin change runs beside us
+    if not hasher.verify(user.password_hash, password):
+        raise ApiError(
+            ErrorCode.E_INVALID_REQUEST,
+            "The password is wrong.",
+            errors=[{"field": "password", "message": "Does not match."}],
+        )
+    _delete(session=session, user=user, cache=cache, context=context, action="account.delete")
+
+
+def _delete(
+    *, session: Session, user: User, cache: tokens.FamilyCache, context: AuditContext, action: str
+) -> None:
+    if user.role == Role.ADMIN and user.is_active:
+        _require_another_admin(session, user.id)
+    tokens.revoke_user(session=session, user_id=user.id, reason="deleted", cache=cache)
+    audit.record(
+        session=session,
+        context=context,
+        action=action,
+        target_type="user",
+        target_id=user.id,
+        meta={"email_domain": email_domain(user.email)},
+    )
+    session.delete(user)
+
+
+# Any 64-bit number unique to this purpose: the key of the advisory lock below.
+_ADMIN_CHANGES_LOCK = 0x6E65787573_61646D  # "nexus" "adm"
+
+
+def _serialize_admin_changes(session: Session) -> None:
+    """Take the transaction-scoped lock that every change able to remove an admin takes.
+
+    Taken before any row lock, so such changes run one at a time: two admins
+    demoting each other at once cannot both succeed, nor deadlock (row locks
+    taken in opposite orders would).
+    """
+    session.execute(select(func.pg_advisory_xact_lock(_ADMIN_CHANGES_LOCK)))
+
+
+def _require_another_admin(session: Session, user_id: uuid.UUID) -> None:
+    """403 unless an active admin other than ``user_id`` remains.
+
+    Callers hold ``_serialize_admin_changes``, so the count cannot change
+    under them.
+    """
+    admins = session.scalars(
+        select(User.id).where(User.role == Role.ADMIN, User.is_active.is_(True))
+    ).all()
+    if not [admin for admin in admins if admin != user_id]:
+        raise ApiError(
+            ErrorCode.E_LAST_ADMIN_FORBIDDEN,
+            "This is the last active admin; make another admin first.",
+        )
+
+
+def get_user(session: Session, user_id: uuid.UUID) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise ApiError(ErrorCode.E_NOT_FOUND, "No such user.")
+    return user
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    role: str | None = None
+    is_active: bool | None = None
+    email_prefix: str | None = None
+
+
+def list_users(
+    *, session: Session, filters: UserFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[User]:
+    """Oldest first, keyset-paginated on (created_at, id)."""
+    query = select(User).order_by(User.created_at, User.id)
+    if filters.role is not None:
+        query = query.where(User.role == filters.role)
+    if filters.is_active is not None:
+        query = query.where(User.is_active.is_(filters.is_active))
+    if filters.email_prefix is not None:
+        prefix = (
+            filters.email_prefix.lower()
+            .replace("\\", "\\\\")
+            .replace("%", r"\%")
+            .replace("_", r"\_")
+        )
+        query = query.where(func.lower(User.email).like(prefix + "%", escape="\\"))
+    if after is not None:
+        query = query.where(func.row(User.created_at, User.id) > func.row(*after))
+    return list(session.scalars(query.limit(limit)))
+
+
+def update_user(
+    *,
+    session: Session,
+    user_id: uuid.UUID,
+    role: str | None,
+    is_active: bool | None,
+    cache: tokens.FamilyCache,
+    context: AuditContext,
+) -> User:
+    """Change a user's role or activation; the last active admin stays one."""
+    if role == Role.MEMBER or is_active is False:
+        _serialize_admin_changes(session)
+    user = session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if user is None:
+        raise ApiError(ErrorCode.E_NOT_FOUND, "No such user.")
+    loses_admin = (
+        user.role == Role.ADMIN
+        and user.is_active
+        and ((role is not None and role != Role.ADMIN) or is_active is False)
+    )
+    if loses_admin:
+        _require_another_admin(session, user.id)
+    changes: dict[str, Any] = {}
+    if role is not None and role != user.role:
+        changes["role"] = {"from": user.role, "to": role}
+        user.role = role
+        tokens.forget_user(session=session, user_id=user.id, cache=cache)
+        audit.record(
+            session=session,
+            context=context,
+            action="user.role_change",
+            target_type="user",
+            target_id=user.id,
+            meta=changes["role"],
+        )
+    if is_active is not None and is_active != user.is_active:
+        user.is_active = is_active
+        meta = {"from": not is_active, "to": is_active}
+        if not is_active:
+            tokens.revoke_user(session=session, user_id=user.id, reason="deactivated", cache=cache)
+        else:
+            tokens.forget_user(session=session, user_id=user.id, cache=cache)
+        audit.record(
+            session=session,
+            context=context,
+            action="user.activation_change",
+            target_type="user",
+            target_id=user.id,
+            meta=meta,
+        )
+    session.flush()
+    return user
+
+
+def delete_user(
+    *, session: Session, user_id: uuid.UUID, cache: tokens.FamilyCache, context: AuditContext
+) -> None:
+    _serialize_admin_changes(session)
+    user = session.scalar(select(User).where(User.id == user_id).with_for_update())
+    if user is None:
+        raise ApiError(ErrorCode.E_NOT_FOUND, "No such user.")
+    _delete(session=session, user=user, cache=cache, context=context, action="user.delete")
+
+
+def ensure_admin(
+    *,
+    session: Session,
+    hasher: PasswordHasher,
+    email: str,
+    password: str,
+    cache: tokens.FamilyCache,
+    context: AuditContext,
+) -> tuple[User, bool]:
+    """Create an admin, or promote (and re-activate) an existing user; ``True`` if created."""
+    user = find_by_email(session, email)
+    if user is None:
+        _check_policy(password, email)
+        user = User(email=email.strip(), password_hash=hasher.hash(password), role=Role.ADMIN)
+        session.add(user)
+        session.flush()
+        audit.record(
+            session=session,
+            context=context,
+            action="user.create_admin",
+            target_type="user",
+            target_id=user.id,
+        )
+        return user, True
+    if user.role != Role.ADMIN or not user.is_active:
+        audit.record(
+            session=session,
+            context=context,
+            action="user.role_change",
+            target_type="user",
+            target_id=user.id,
+            meta={"from": user.role, "to": Role.ADMIN.value, "activated": not user.is_active},
+        )
+        user.role = Role.ADMIN
+        user.is_active = True
+        tokens.forget_user(session=session, user_id=user.id, cache=cache)
+    return user, False

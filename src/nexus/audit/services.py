@@ -1,0 +1,138 @@
+"""Recording and reading the audit log.
+
+``record`` adds a row to the caller's session, so it commits or rolls back
+with the change it describes. ``record_failure`` commits in a session of its
+own, so a refused action is remembered even though its own transaction rolls
+back. ``meta`` never holds passwords, tokens or hashes: keys that look like
+one are refused. Services take their context (actor, ip, request id) as
+arguments; ``routes`` build it from the request.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from nexus.audit.models import AuditLog
+
+_FORBIDDEN_META_KEY = re.compile(r"pass|secret|token|hash|authorization|cookie", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Who is acting and from where; ``anonymous()`` before anyone is known."""
+
+    actor_id: uuid.UUID | None = None
+    actor_role: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    request_id: str | None = None
+
+    def as_actor(self, actor_id: uuid.UUID, actor_role: str) -> AuditContext:
+        return AuditContext(actor_id, actor_role, self.ip, self.user_agent, self.request_id)
+
+
+def _row(
+    context: AuditContext,
+    action: str,
+    *,
+    status: str,
+    target_type: str | None,
+    target_id: object | None,
+    meta: dict[str, Any] | None,
+) -> AuditLog:
+    for key in meta or {}:
+        if _FORBIDDEN_META_KEY.search(key):
+            raise ValueError(f"audit meta key {key!r} looks like a secret")
+    return AuditLog(
+        actor_id=context.actor_id,
+        actor_role=context.actor_role,
+        action=action,
+        target_type=target_type,
+        target_id=str(target_id) if target_id is not None else None,
+        meta=meta or {},
+        ip=context.ip,
+        user_agent=(context.user_agent or "")[:512] or None,
+        status=status,
+        request_id=context.request_id,
+    )
+
+
+def record(
+    *,
+    session: Session,
+    context: AuditContext,
+    action: str,
+    target_type: str | None = None,
+    target_id: object | None = None,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Record a successful ``action`` in the caller's transaction."""
+    session.add(
+        _row(
+            context,
+            action,
+            status="success",
+            target_type=target_type,
+            target_id=target_id,
+            meta=meta,
+        )
+    )
+
+
+def record_failure(
+    *,
+    sessions: sessionmaker[Session],
+    context: AuditContext,
+    action: str,
+    target_type: str | None = None,
+    target_id: object | None = None,
+    meta: dict[str, Any] | None = None,
+) -> None:
+    """Record a refused or failed ``action`` in a transaction of its own."""
+    with sessions() as session, session.begin():
+        session.add(
+            _row(
+                context,
+                action,
+                status="failure",
+                target_type=target_type,
+                target_id=target_id,
+                meta=meta,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor_id: uuid.UUID | None = None
+    action: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def list_entries(
+    *, session: Session, filters: AuditFilter, after_id: int | None, limit: int
+) -> list[AuditLog]:
+    """Newest first, keyset-paginated on the id (``after_id``: the last id seen)."""
+    query = select(AuditLog).order_by(AuditLog.id.desc())
+    if filters.actor_id is not None:
+        query = query.where(AuditLog.actor_id == filters.actor_id)
+    if filters.action is not None:
+        query = query.where(AuditLog.action == filters.action)
+    if filters.status is not None:
+        query = query.where(AuditLog.status == filters.status)
+    if filters.since is not None:
+        query = query.where(AuditLog.occurred_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(AuditLog.occurred_at < filters.until)
+    if after_id is not None:
+        query = query.where(AuditLog.id < after_id)
+    return list(session.scalars(query.limit(limit)))
