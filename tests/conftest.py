@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import uuid
@@ -45,7 +46,7 @@ from nexus.infrastructure.local_services import (
     identity,
     stop_process,
 )
-from tests.support import dispose
+from tests.support import dispose, signal_tree
 
 pytest_plugins = ["tests.accounts_fixtures"]
 
@@ -297,3 +298,13 @@ def subprocess_env(servers: Servers) -> Callable[..., dict[str, str]]:
         return env
 
     return build
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, subprocess.Popen[bytes]]]:
+    server = RedisServer(find_redis(), tmp_path / "redis", free_port(), durable=False)
+    process = subprocess.Popen(server.command(), stdout=subprocess.DEVNULL, start_new_session=True)
+    server.wait_ready(process=process)
+    yield server, process
+    signal_tree(process, signal.SIGCONT)
+    stop_process(process)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TypeVar
 
+import psutil
 import structlog
 import structlog.testing
 from flask import Flask
@@ -44,6 +46,7 @@ def dispose(app: Flask) -> None:
     app.extensions["nexus.database"].engine.dispose()
     # Redis.close() leaves a pool it was handed open; disconnect it explicitly.
     app.extensions["nexus.redis"].connection_pool.disconnect()
+    app.extensions["nexus.family_cache"].redis.connection_pool.disconnect()
 
 
 def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -70,3 +73,12 @@ def stop_worker(worker: subprocess.Popen[bytes], *, timeout: float = 60) -> str:
             worker.kill()
             output, _ = worker.communicate()
     return output.decode(errors="replace")
+
+
+def signal_tree(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal a server and every process it forked (PostgreSQL backends leave its group)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        parent = psutil.Process(process.pid)
+        for proc in [parent, *parent.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.send_signal(sig)

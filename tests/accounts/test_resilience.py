@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 from collections.abc import Callable
 
@@ -10,9 +12,10 @@ from sqlalchemy.orm import Session
 
 from nexus.accounts.auth import password_hasher
 from nexus.accounts.models import User
-from nexus.infrastructure.local_services import free_port
+from nexus.infrastructure.local_services import RedisServer, free_port
 from tests.accounts_fixtures import PASSWORD
 from tests.api.test_errors import assert_problem
+from tests.support import capture_logs, signal_tree
 
 
 def _user(app: Flask) -> None:
@@ -94,3 +97,28 @@ def test_unknown_users_are_verified_against_a_dummy_hash(make_app: Callable[...,
         assert hasher.verify(real, PASSWORD) is True
         assert hasher.verify(real, "something-else-entirely") is False
         assert hasher.verify("not-a-hash", PASSWORD) is False
+
+
+def test_a_hung_redis_costs_one_short_timeout_not_every_request(
+    make_app: Callable[..., Flask],
+    fresh_database: str,
+    own_redis: tuple[RedisServer, subprocess.Popen[bytes]],
+) -> None:
+    server, process = own_redis
+    app = make_app(database_url=fresh_database, redis_url=server.url())
+    _user(app)
+    client = app.test_client()
+    token = client.post(
+        "/api/v1/auth/login", json={"email": "solo@example.com", "password": PASSWORD}
+    ).get_json()["data"]["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/v1/auth/me", headers=headers).status_code == 200  # cached now
+    signal_tree(process, signal.SIGSTOP)
+    try:
+        with capture_logs() as logs:
+            answers = [client.get("/api/v1/auth/me", headers=headers).status_code for _ in range(5)]
+    finally:
+        signal_tree(process, signal.SIGCONT)
+    assert answers == [200] * 5
+    # One attempt timed out; the next four went straight to PostgreSQL.
+    assert [entry["event"] for entry in logs].count("auth.cache_unavailable") == 1

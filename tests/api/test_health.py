@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import subprocess
 import threading
@@ -10,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -20,12 +18,11 @@ from nexus.infrastructure.local_services import (
     PostgresServer,
     RedisServer,
     find_postgres,
-    find_redis,
     free_port,
     identity,
     stop_process,
 )
-from tests.support import wait_for
+from tests.support import signal_tree, wait_for
 
 OK = {"status": "ok", "db": "ok", "redis": "ok"}
 
@@ -72,16 +69,6 @@ def test_healthz_503_when_a_dependency_is_gone(
 
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, subprocess.Popen[bytes]]]:
-    server = RedisServer(find_redis(), tmp_path / "redis", free_port(), durable=False)
-    process = subprocess.Popen(server.command(), stdout=subprocess.DEVNULL, start_new_session=True)
-    server.wait_ready(process=process)
-    yield server, process
-    _signal_tree(process, signal.SIGCONT)
-    stop_process(process)
-
-
-@pytest.fixture
 def own_postgres(server_dir: Path) -> Iterator[tuple[PostgresServer, subprocess.Popen[bytes]]]:
     server = PostgresServer(find_postgres(), server_dir / "pg", free_port(), durable=False)
     server.initialise()
@@ -94,24 +81,15 @@ def own_postgres(server_dir: Path) -> Iterator[tuple[PostgresServer, subprocess.
     )
     server.wait_ready(process=process)
     yield server, process
-    _signal_tree(process, signal.SIGCONT)
+    signal_tree(process, signal.SIGCONT)
     stop_process(process, sig=signal.SIGINT)
-
-
-def _signal_tree(process: subprocess.Popen[bytes], sig: int) -> None:
-    """Signal a server and every process it forked (PostgreSQL backends leave its group)."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        parent = psutil.Process(process.pid)
-        for proc in [parent, *parent.children(recursive=True)]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.send_signal(sig)
 
 
 def _assert_hang_then_recovery(
     client: FlaskClient, process: subprocess.Popen[bytes], name: str
 ) -> None:
     assert client.get("/healthz").get_json() == OK
-    _signal_tree(process, signal.SIGSTOP)
+    signal_tree(process, signal.SIGSTOP)
     # Several probes while it hangs: each answers within the deadline, and
     # they share one stuck probe rather than piling up threads.
     for _ in range(3):
@@ -120,7 +98,7 @@ def _assert_hang_then_recovery(
         assert time.monotonic() - started < 2.0
         assert response.status_code == 503
         assert response.get_json() == {**OK, "status": "degraded", name: "error"}
-    _signal_tree(process, signal.SIGCONT)
+    signal_tree(process, signal.SIGCONT)
     wait_for(lambda: client.get("/healthz").status_code == 200, timeout=10)
     assert client.get("/healthz").get_json() == OK
 

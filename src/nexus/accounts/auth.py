@@ -25,11 +25,12 @@ from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import JWTManager, current_user, get_jwt, verify_jwt_in_request
 
 from nexus.accounts.passwords import PasswordHasher
-from nexus.accounts.tokens import FamilyCache, FamilyState
+from nexus.accounts.tokens import CACHE_TIMEOUT_SECONDS, FamilyCache, FamilyState
 from nexus.api.errors import ApiError, ErrorCode, problem
 from nexus.audit.services import AuditContext
 from nexus.config import Settings
 from nexus.infrastructure.database import get_session
+from nexus.infrastructure.redis import create_redis
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -64,8 +65,11 @@ def init_app(app: Flask, settings: Settings) -> None:
     )
     jwt = JWTManager(app)
     app.extensions[HASHER_KEY] = PasswordHasher(settings)
+    # Its own client: a cache must give up on a hung Redis in a fraction of
+    # a second, where the app's client waits NEXUS_REDIS_SOCKET_TIMEOUT.
     app.extensions[CACHE_KEY] = FamilyCache(
-        app.extensions["nexus.redis"], settings.auth_cache_seconds
+        create_redis(settings, client_name="nexus-auth-cache", timeout=CACHE_TIMEOUT_SECONDS),
+        settings.auth_cache_seconds,
     )
 
     @jwt.token_in_blocklist_loader

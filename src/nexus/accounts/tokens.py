@@ -15,8 +15,8 @@ answers is the request refused with 503 E_AUTH_UNAVAILABLE.
 
 from __future__ import annotations
 
-import contextlib
 import json
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +36,11 @@ from nexus.infrastructure.database import after_commit
 from nexus.infrastructure.logging import get_logger
 
 CACHE_PREFIX = "nexus:auth:family:"
+# A cache answers fast or not at all: past this, PostgreSQL is asked instead.
+CACHE_TIMEOUT_SECONDS = 0.25
+# After a Redis failure, skip the cache this long rather than pay the
+# timeout on every request while Redis is down or hung.
+CACHE_BACKOFF_SECONDS = 5.0
 log = get_logger(__name__)
 
 
@@ -154,16 +159,24 @@ class FamilyCache:
     def __init__(self, redis: Redis, ttl_seconds: int) -> None:
         self.redis = redis
         self.ttl = ttl_seconds
+        self._skip_until = 0.0
+
+    def _usable(self) -> bool:
+        return bool(self.ttl) and time.monotonic() >= self._skip_until
+
+    def _failed(self, exc: RedisError) -> None:
+        self._skip_until = time.monotonic() + CACHE_BACKOFF_SECONDS
+        log.warning("auth.cache_unavailable", error=str(exc), retry_in_s=CACHE_BACKOFF_SECONDS)
 
     def state(self, *, session: Session, family_id: str, user_id: str) -> FamilyState | None:
         """The family's state, or ``None`` if it or its user no longer exists."""
         key = CACHE_PREFIX + family_id
-        if self.ttl:
+        cached = None
+        if self._usable():
             try:
                 cached = self.redis.get(key)
             except RedisError as exc:
-                log.warning("auth.cache_unavailable", error=str(exc))
-                cached = None
+                self._failed(exc)
             if cached:
                 state = FamilyState(**json.loads(cached))
                 return state if state.user_id == user_id else None
@@ -179,10 +192,11 @@ class FamilyCache:
         if row is None:
             return None
         state = FamilyState(user_id, row.role, row.is_active, row.revoked_at is not None)
-        if self.ttl:
-            # A failure was logged on read; PostgreSQL answered, which is enough.
-            with contextlib.suppress(RedisError):
+        if self._usable():
+            try:
                 self.redis.set(key, json.dumps(asdict(state)), ex=self.ttl)
+            except RedisError as exc:
+                self._failed(exc)
         return state
 
     def forget(self, family_ids: list[uuid.UUID]) -> None:

@@ -7,20 +7,34 @@ opens fresh connections in the child by itself. Imports no feature package.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, current_app
 from redis import ConnectionPool, Redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from nexus.config import Settings
 
 EXTENSION_KEY = "nexus.redis"
 
 
-def create_redis(settings: Settings, *, client_name: str = "nexus") -> Redis:
-    """A client on a new pool; call once per process and share the result."""
+def create_redis(
+    settings: Settings, *, client_name: str = "nexus", timeout: float | None = None
+) -> Redis:
+    """A client on a new pool; call once per process and share the result.
+
+    ``timeout`` (seconds, for connecting and for each reply) makes a client
+    for optional work, like a cache, that gives up at once instead of retrying.
+    """
+    extra: dict[str, Any] = {}
+    if timeout is not None:
+        extra["retry"] = Retry(NoBackoff(), 0)
     pool = ConnectionPool.from_url(
         settings.redis_url,
-        socket_connect_timeout=settings.redis_connect_timeout,
-        socket_timeout=settings.redis_socket_timeout,
+        socket_connect_timeout=timeout or settings.redis_connect_timeout,
+        socket_timeout=timeout or settings.redis_socket_timeout,
+        **extra,
         # A connection idle behind a NAT or a restarted Redis is checked before
         # use instead of failing the command that happens to pick it up.
         health_check_interval=30,
