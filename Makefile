@@ -56,8 +56,8 @@ test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis, wi
 
 .PHONY: lint
 lint: $(STAMP) ## ruff, mypy --strict, hadolint, the compose schema, lock-check
-	$(BIN)/ruff check src tests gunicorn.conf.py .ci
-	$(BIN)/ruff format --check src tests gunicorn.conf.py .ci
+	$(BIN)/ruff check src tests bench gunicorn.conf.py .ci
+	$(BIN)/ruff format --check src tests bench gunicorn.conf.py .ci
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
@@ -65,8 +65,8 @@ lint: $(STAMP) ## ruff, mypy --strict, hadolint, the compose schema, lock-check
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and auto-fix with ruff
-	$(BIN)/ruff check --fix src tests gunicorn.conf.py .ci
-	$(BIN)/ruff format src tests gunicorn.conf.py .ci
+	$(BIN)/ruff check --fix src tests bench gunicorn.conf.py .ci
+	$(BIN)/ruff format src tests bench gunicorn.conf.py .ci
 
 .PHONY: lock
 lock: $(STAMP) ## Re-lock requirements*.txt from requirements*.in, keeping existing pins
