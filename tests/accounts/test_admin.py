@@ -29,11 +29,15 @@ ADMIN_ENDPOINTS = [
 
 @pytest.mark.parametrize(("method", "path", "body"), ADMIN_ENDPOINTS)
 def test_members_get_403_and_strangers_401(
-    client: FlaskClient, member: Tokens, method: str, path: str, body: object
+    client: FlaskClient, member: Tokens, db_session: Session, method: str, path: str, body: object
 ) -> None:
     response = client.open(path, method=method, headers=member.headers, json=body)
     assert_problem(response, 403, "E_FORBIDDEN")
     assert_problem(client.open(path, method=method, json=body), 401, "E_UNAUTHENTICATED")
+    [refusal] = db_session.scalars(select(AuditLog).where(AuditLog.status == "failure")).all()
+    assert refusal.action == "authz.forbidden"
+    assert refusal.actor_role == "member"
+    assert refusal.meta["method"] == method
 
 
 def test_list_users_filters_and_pages(

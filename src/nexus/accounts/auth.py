@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
@@ -27,9 +28,10 @@ from flask_jwt_extended import JWTManager, current_user, get_jwt, verify_jwt_in_
 from nexus.accounts.passwords import PasswordHasher
 from nexus.accounts.tokens import CACHE_TIMEOUT_SECONDS, FamilyCache, FamilyState
 from nexus.api.errors import ApiError, ErrorCode, problem
+from nexus.audit import services as audit_services
 from nexus.audit.services import AuditContext
 from nexus.config import Settings
-from nexus.infrastructure.database import get_session
+from nexus.infrastructure.database import get_database, get_session
 from nexus.infrastructure.redis import create_redis
 
 P = ParamSpec("P")
@@ -151,12 +153,54 @@ def require_role(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             user = _authenticate(refresh=False)
             if user.role not in roles:
+                _record_refusal(
+                    "authz.forbidden",
+                    meta={"method": request.method, "endpoint": request.endpoint or "-"},
+                )
                 raise ApiError(ErrorCode.E_FORBIDDEN, "Your role may not do this.")
             return view(*args, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def _record_refusal(
+    action: str,
+    *,
+    target_type: str | None = None,
+    target_id: object | None = None,
+    meta: dict[str, Any],
+) -> None:
+    # The refused request's own work is abandoned first: its transaction must
+    # not hold (or, on one shared connection, swallow) the refusal's record.
+    get_session().rollback()
+    audit_services.record_failure(
+        sessions=get_database().sessionmaker,
+        context=audit_context(),
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        meta=meta,
+    )
+
+
+@contextmanager
+def audit_refusals(
+    action: str, *, target_type: str | None = None, target_id: object | None = None
+) -> Iterator[None]:
+    """Record a 403 raised inside the block as a failed ``action``, then let it propagate.
+
+    The refusal's own transaction rolls back; the record of it must not.
+    """
+    try:
+        yield
+    except ApiError as exc:
+        if exc.code.status == 403:
+            _record_refusal(
+                action, target_type=target_type, target_id=target_id, meta={"code": exc.code.name}
+            )
+        raise
 
 
 def current() -> CurrentUser:

@@ -173,7 +173,8 @@ def change_password(body: PasswordChangeIn) -> Response:
 def delete_me(body: DeleteMeIn) -> Response:
     session = get_session()
     caller = auth.current()
-    with transaction(session):
+    refusals = auth.audit_refusals("account.delete", target_type="user", target_id=caller.id)
+    with refusals, transaction(session):
         services.delete_account(
             session=session,
             hasher=auth.password_hasher(),
@@ -221,7 +222,10 @@ def list_users(query: UserListQuery) -> Response:
 @validate(body=UserPatchIn)
 def update_user(user_id: uuid.UUID, body: UserPatchIn) -> Response:
     session = get_session()
-    with transaction(session):
+    with (
+        auth.audit_refusals("user.update", target_type="user", target_id=user_id),
+        transaction(session),
+    ):
         user = services.update_user(
             session=session,
             user_id=user_id,
@@ -237,7 +241,10 @@ def update_user(user_id: uuid.UUID, body: UserPatchIn) -> Response:
 @auth.require_role("admin")
 def delete_user(user_id: uuid.UUID) -> Response:
     session = get_session()
-    with transaction(session):
+    with (
+        auth.audit_refusals("user.delete", target_type="user", target_id=user_id),
+        transaction(session),
+    ):
         services.delete_user(
             session=session,
             user_id=user_id,
