@@ -69,7 +69,9 @@ class PasswordHasher:
         )
         self._slots = threading.BoundedSemaphore(settings.max_concurrent_hashes)
         self._wait = settings.hash_wait_seconds
-        self._dummy_hash: str | None = None
+        # Made now, not at the first unknown e-mail: that login would pay for
+        # a hash and a verify, and stand out.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
@@ -92,8 +94,6 @@ class PasswordHasher:
         """Whether ``password`` matches; ``None`` (no such user) costs the same and fails."""
         with self._slot():
             if password_hash is None:
-                if self._dummy_hash is None:
-                    self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
                 self._verify(self._dummy_hash, password)
                 return False
             return self._verify(password_hash, password)
