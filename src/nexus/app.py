@@ -21,6 +21,8 @@ from nexus.infrastructure import queue
 from nexus.infrastructure import redis as redis_infra
 from nexus.infrastructure.database import Database, create_db_engine
 from nexus.infrastructure.logging import configure_logging
+from nexus.jobs import canary as _canary  # noqa: F401 - registers the job type
+from nexus.jobs import routes as job_routes
 
 API_PREFIX = "/api/v1"
 
@@ -79,6 +81,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(account_routes.bp, url_prefix=f"{API_PREFIX}/auth")
     app.register_blueprint(account_routes.admin_bp, url_prefix=f"{API_PREFIX}/admin")
     app.register_blueprint(audit_routes.bp, url_prefix=f"{API_PREFIX}/admin")
+    app.register_blueprint(job_routes.bp, url_prefix=API_PREFIX)
+    app.register_blueprint(job_routes.admin_bp, url_prefix=f"{API_PREFIX}/admin")
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -65,7 +65,9 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
     )
     try:
-        worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=False)
+        # The scheduler moves delayed jobs and retries-with-backoff to their
+        # queue when due; RQ lets one worker at a time hold it.
+        worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)
     finally:
         connection.connection_pool.disconnect()
 

@@ -14,6 +14,7 @@ from sqlalchemy.pool import NullPool
 from nexus.accounts import models as _accounts_models  # noqa: F401
 from nexus.audit import models as _audit_models  # noqa: F401
 from nexus.infrastructure.database import Base
+from nexus.jobs import models as _jobs_models  # noqa: F401
 
 target_metadata = Base.metadata
 
