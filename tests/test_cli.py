@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from flask import Flask
 from redis import Redis
+from rq import Worker
 
 from nexus import migrations
 from tests.support import FLASK, run, start_worker, stop_worker, wait_for
@@ -51,7 +52,11 @@ def test_worker_exits_0_on_sigterm(
 ) -> None:
     worker = start_worker(subprocess_env(fresh_database))
     try:
-        wait_for(lambda: redis.scard("rq:workers") > 0, timeout=30)
+        # Idle means listening, with RQ's signal handlers installed; a SIGTERM
+        # before that meets the default handler.
+        wait_for(
+            lambda: [w.get_state() for w in Worker.all(connection=redis)] == ["idle"], timeout=30
+        )
     finally:
         output = stop_worker(worker)
     assert worker.returncode == 0, output

@@ -29,6 +29,7 @@ from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import get_queues
 from nexus.infrastructure.redis import create_redis, get_redis
 from nexus.jobs.ping import PingError, send_ping
+from nexus.jobs.relay import Relay
 from nexus.jobs.worker import NexusWorker
 
 log = get_logger(__name__)
@@ -64,11 +65,15 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
         name=name,
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
     )
+    relay = Relay(current_app._get_current_object())  # type: ignore[attr-defined]
+    if not burst:
+        relay.start()
     try:
         # The scheduler moves delayed jobs and retries-with-backoff to their
         # queue when due; RQ lets one worker at a time hold it.
         worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)
     finally:
+        relay.stopped.set()
         connection.connection_pool.disconnect()
 
 

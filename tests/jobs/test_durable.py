@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from nexus.audit.models import AuditLog
@@ -20,6 +20,7 @@ from nexus.infrastructure.local_services import free_port
 from nexus.infrastructure.queue import get_queues
 from nexus.jobs import registry, services
 from nexus.jobs.models import Job
+from nexus.jobs.relay import Relay, RelayReport
 from nexus.jobs.worker import NexusSimpleWorker
 from tests.accounts_fixtures import Tokens
 from tests.api.test_errors import assert_problem
@@ -240,3 +241,56 @@ def test_canary_is_admin_only_and_audited(
     client.post("/api/v1/admin/jobs/canary", headers=admin.headers, json={"seconds": 1})
     audited = db_session.scalars(select(AuditLog).where(AuditLog.action == "jobs.canary")).one()
     assert audited.meta == {"seconds": 1}
+
+
+def _age(db_session: Session, job_id: uuid.UUID, *, column: str) -> None:
+    """Pretend the row is older than the relay's grace period."""
+    statement = f"UPDATE jobs SET {column} = now() - interval '1 minute' WHERE id = :id"  # noqa: S608 - a column name of ours
+    db_session.execute(text(statement), {"id": job_id})
+    db_session.commit()
+
+
+def test_relay_delivers_pending_rows_once_redis_is_back(
+    make_app: Callable[..., Flask], app: Flask, db_session: Session, redis: Redis
+) -> None:
+    down = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    down.extensions["nexus.database"].sessionmaker = app.extensions["nexus.database"].sessionmaker
+    with down.app_context():
+        job = enqueue("tests.add", a=20, b=22)
+    _age(db_session, job.id, column="created_at")
+    # While Redis is still unreachable the relay reports it and keeps the row.
+    assert Relay(down).run_once() == RelayReport(redis_down=True)
+    assert row(db_session, job.id).status == "pending"
+    report = Relay(app).run_once()
+    assert report == RelayReport(delivered=1)
+    run_worker(app, redis)
+    done = row(db_session, job.id)
+    assert (done.status, done.result, done.attempts) == ("finished", {"sum": 42}, 1)
+
+
+def test_rows_redis_forgot_are_redelivered_as_lost(
+    app: Flask, db_session: Session, redis: Redis
+) -> None:
+    with app.app_context():
+        job = enqueue("tests.add", a=1, b=1)
+    _age(db_session, job.id, column="enqueued_at")
+    assert Relay(app).run_once() == RelayReport()  # RQ still has it: nothing to do
+    redis.flushdb()  # Redis restarted without its data
+    assert Relay(app).run_once() == RelayReport(lost=1)
+    assert row(db_session, job.id).reason == "lost"
+    with app.app_context():
+        assert get_queues().default.job_ids == [str(job.id)]
+    run_worker(app, redis)
+    done = row(db_session, job.id)
+    assert (done.status, done.result) == ("finished", {"sum": 2})
+    assert done.reason is None  # the attempt that counts succeeded
+
+
+def test_relay_thread_backs_off_and_stops(make_app: Callable[..., Flask], app: Flask) -> None:
+    down = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    relay = Relay(down, interval=0.01, max_backoff=0.05)
+    relay.start()
+    time.sleep(0.3)
+    relay.stopped.set()
+    relay.join(timeout=5)
+    assert not relay.is_alive()
