@@ -93,10 +93,9 @@ def open_family(*, session: Session, user: User, settings: Settings) -> TokenPai
 class RefreshReuseError(Exception):
     """A refresh token older than the family's current one came back."""
 
-    def __init__(self, family_id: uuid.UUID, user_id: uuid.UUID) -> None:
+    def __init__(self, family_id: uuid.UUID) -> None:
         super().__init__(f"refresh token reuse in family {family_id}")
         self.family_id = family_id
-        self.user_id = user_id
 
 
 def rotate(
@@ -113,7 +112,7 @@ def rotate(
     if family is None or family.revoked_at is not None:
         raise ApiError(ErrorCode.E_UNAUTHENTICATED, "The session has ended; sign in again.")
     if family.refresh_jti != claims["jti"]:
-        raise RefreshReuseError(family.id, family.user_id)
+        raise RefreshReuseError(family.id)
     return _pair(user, family, settings)
 
 

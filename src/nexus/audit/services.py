@@ -26,7 +26,7 @@ _FORBIDDEN_META_KEY = re.compile(r"pass|secret|token|hash|authorization|cookie",
 
 @dataclass(frozen=True)
 class AuditContext:
-    """Who is acting and from where; ``anonymous()`` before anyone is known."""
+    """Who is acting and from where; all ``None`` before anyone is known."""
 
     actor_id: uuid.UUID | None = None
     actor_role: str | None = None
