@@ -275,6 +275,26 @@ def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
 
 
 @pytest.fixture
+def make_joined_app(
+    make_app: Callable[..., Flask], app: Flask, db_session: Session
+) -> Callable[..., Flask]:
+    """Like ``make_app``, but on this test's rolled-back connection (``db_session``).
+
+    For a second configuration (another registration mode, an unreachable
+    Redis) whose writes the test must see and the rollback must undo.
+    """
+
+    def factory(**overrides: object) -> Flask:
+        other = make_app(**overrides)
+        other.extensions["nexus.database"].sessionmaker = app.extensions[
+            "nexus.database"
+        ].sessionmaker
+        return other
+
+    return factory
+
+
+@pytest.fixture
 def subprocess_env(servers: Servers) -> Callable[..., dict[str, str]]:
     """Environment for a ``flask --app nexus`` child process on the test servers."""
 

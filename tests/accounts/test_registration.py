@@ -76,16 +76,12 @@ def test_closed_registration_is_403(make_app: Callable[..., Flask], db_session: 
 
 
 def test_invite_mode(
-    make_app: Callable[..., Flask],
+    make_joined_app: Callable[..., Flask],
     admin: Tokens,
     client: FlaskClient,
     db_session: Session,
 ) -> None:
-    invite_app = make_app(registration_mode="invite")
-    # The test's savepoint connection serves this app too.
-    invite_app.extensions["nexus.database"].sessionmaker = client.application.extensions[
-        "nexus.database"
-    ].sessionmaker
+    invite_app = make_joined_app(registration_mode="invite")
     invited = invite_app.test_client()
     created = client.post(
         "/api/v1/admin/invites", headers=admin.headers, json={"expires_in_hours": 2}
@@ -122,7 +118,7 @@ def test_invite_mode(
 
 
 def test_expired_invites_are_refused(
-    make_app: Callable[..., Flask], client: FlaskClient, db_session: Session
+    make_joined_app: Callable[..., Flask], client: FlaskClient, db_session: Session
 ) -> None:
     db_session.add(
         Invite(
@@ -131,10 +127,7 @@ def test_expired_invites_are_refused(
         )
     )
     db_session.commit()
-    invite_app = make_app(registration_mode="invite")
-    invite_app.extensions["nexus.database"].sessionmaker = client.application.extensions[
-        "nexus.database"
-    ].sessionmaker
+    invite_app = make_joined_app(registration_mode="invite")
     response = invite_app.test_client().post(
         "/api/v1/auth/register",
         json={"email": "late@example.com", "password": PASSWORD, "invite_code": "old-code"},

@@ -174,10 +174,9 @@ def test_arguments_must_be_json(app: Flask, db_session: Session) -> None:
 
 
 def test_redis_down_at_commit_leaves_the_row_pending_for_the_relay(
-    make_app: Callable[..., Flask], app: Flask, db_session: Session, client: FlaskClient
+    make_joined_app: Callable[..., Flask], app: Flask, db_session: Session, client: FlaskClient
 ) -> None:
-    down = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    down.extensions["nexus.database"].sessionmaker = app.extensions["nexus.database"].sessionmaker
+    down = make_joined_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with down.app_context():
         job = enqueue("tests.add", a=1, b=2)
     assert row(db_session, job.id).status == "pending"  # accepted, not lost
@@ -251,10 +250,9 @@ def _age(db_session: Session, job_id: uuid.UUID, *, column: str) -> None:
 
 
 def test_relay_delivers_pending_rows_once_redis_is_back(
-    make_app: Callable[..., Flask], app: Flask, db_session: Session, redis: Redis
+    make_joined_app: Callable[..., Flask], app: Flask, db_session: Session, redis: Redis
 ) -> None:
-    down = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    down.extensions["nexus.database"].sessionmaker = app.extensions["nexus.database"].sessionmaker
+    down = make_joined_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with down.app_context():
         job = enqueue("tests.add", a=20, b=22)
     _age(db_session, job.id, column="created_at")
