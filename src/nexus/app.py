@@ -8,6 +8,7 @@ that imports routes.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 from flask import Flask
@@ -21,8 +22,11 @@ from nexus.infrastructure import queue
 from nexus.infrastructure import redis as redis_infra
 from nexus.infrastructure.database import Database, create_db_engine
 from nexus.infrastructure.logging import configure_logging
-from nexus.jobs import canary as _canary  # noqa: F401 - registers the job type
 from nexus.jobs import routes as job_routes
+
+# Every module that declares job types: importing one registers its jobs
+# (and their schedules) in this process, web and worker alike.
+JOB_MODULES = ("nexus.jobs.canary", "nexus.jobs.maintenance", "nexus.accounts.jobs")
 
 API_PREFIX = "/api/v1"
 
@@ -43,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_extensions(app, settings)
     register_request_hooks(app)
     register_blueprints(app)
+    register_jobs()
     register_errorhandlers(app)
     register_commands(app)
     return app
@@ -83,6 +88,11 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(audit_routes.bp, url_prefix=f"{API_PREFIX}/admin")
     app.register_blueprint(job_routes.bp, url_prefix=API_PREFIX)
     app.register_blueprint(job_routes.admin_bp, url_prefix=f"{API_PREFIX}/admin")
+
+
+def register_jobs() -> None:
+    for module in JOB_MODULES:
+        importlib.import_module(module)
 
 
 def register_errorhandlers(app: Flask) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import click
@@ -22,14 +24,17 @@ from nexus import migrations
 from nexus.accounts import services as account_services
 from nexus.accounts.auth import family_cache, password_hasher
 from nexus.api.errors import ApiError
+from nexus.audit import services as audit
 from nexus.audit.services import AuditContext
 from nexus.config import current_settings
-from nexus.infrastructure.database import get_session, transaction
+from nexus.infrastructure.database import get_database, get_session, transaction
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import get_queues
 from nexus.infrastructure.redis import create_redis, get_redis
+from nexus.jobs import canary
+from nexus.jobs import services as job_services
+from nexus.jobs.models import Job, JobStatus
 from nexus.jobs.ping import PingError, send_ping
-from nexus.jobs.relay import Relay
 from nexus.jobs.worker import NexusWorker
 
 log = get_logger(__name__)
@@ -65,15 +70,11 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
         name=name,
         app=current_app._get_current_object(),  # type: ignore[attr-defined]
     )
-    relay = Relay(current_app._get_current_object())  # type: ignore[attr-defined]
-    if not burst:
-        relay.start()
     try:
         # The scheduler moves delayed jobs and retries-with-backoff to their
         # queue when due; RQ lets one worker at a time hold it.
         worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)
     finally:
-        relay.stopped.set()
         connection.connection_pool.disconnect()
 
 
@@ -162,6 +163,105 @@ def ping_command(timeout: float) -> None:
         f"pong from worker {answer['worker']} (PostgreSQL {answer['postgres']}) "
         f"in {reply.round_trip_ms:.1f} ms [job {reply.job_id}]"
     )
+
+
+@jobs_group.command("list")
+@click.option("--status", type=click.Choice(sorted(s.value for s in JobStatus)), default=None)
+@click.option("--name", default=None, help="Only jobs of this type.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 1000))
+@with_appcontext
+def jobs_list_command(status: str | None, name: str | None, limit: int) -> None:
+    """List jobs, newest first: id, status, attempts, name, reason, created."""
+    jobs = job_services.list_jobs(get_session(), status=status, name=name, after=None, limit=limit)
+    for job in jobs:
+        click.echo(
+            f"{job.id}  {job.status:<9} {job.attempts}/{job.max_attempts}  {job.name:<32} "
+            f"{job.reason or '-':<9} {job.created_at:%Y-%m-%d %H:%M:%S}"
+        )
+
+
+@jobs_group.command("retry")
+@click.argument("job_id", type=click.UUID)
+@with_appcontext
+def jobs_retry_command(job_id: uuid.UUID) -> None:
+    """Run a failed or canceled job again (audited)."""
+    session = get_session()
+    job = _job_action(
+        "jobs.retry",
+        lambda: job_services.retry(
+            session, job_id, queues=get_queues(), sessions=get_database().sessionmaker
+        ),
+    )
+    session.refresh(job)
+    click.echo(f"{job.id} {job.status}")
+
+
+@jobs_group.command("cancel")
+@click.argument("job_id", type=click.UUID)
+@with_appcontext
+def jobs_cancel_command(job_id: uuid.UUID) -> None:
+    """Cancel a job that has not ended; a running one is stopped (audited)."""
+    job = _job_action(
+        "jobs.cancel", lambda: job_services.cancel(get_session(), job_id, redis=get_redis())
+    )
+    click.echo(f"{job.id} {job.status}")
+
+
+def _job_action(action: str, run: Callable[[], Job]) -> Job:
+    session = get_session()
+    try:
+        with transaction(session):
+            job = run()
+            audit.record(
+                session=session,
+                context=AuditContext(actor_role="cli"),
+                action=action,
+                target_type="job",
+                target_id=job.id,
+                meta={"name": job.name, "attempts": job.attempts},
+            )
+    except LookupError:
+        raise click.ClickException("no such job") from None
+    except job_services.JobStateError as exc:
+        raise click.ClickException(str(exc)) from None
+    return job
+
+
+@jobs_group.command("canary")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--concurrency", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--seconds", default=0.0, show_default=True, type=click.FloatRange(0, 300))
+@click.option("--timeout", default=600.0, show_default=True, help="Seconds to wait for all to end.")
+@with_appcontext
+def jobs_canary_command(count: int, concurrency: int, seconds: float, timeout: float) -> None:
+    """Enqueue COUNT canaries from CONCURRENCY threads, wait for them, and report.
+
+    Exits 1 unless every canary finished and ran exactly once.
+    """
+    session = get_session()
+    with transaction(session):
+        audit.record(
+            session=session,
+            context=AuditContext(actor_role="cli"),
+            action="jobs.canary",
+            meta={"count": count, "concurrency": concurrency, "seconds": seconds},
+        )
+    report = canary.run_batch(
+        current_app._get_current_object(),  # type: ignore[attr-defined]
+        count=count,
+        concurrency=concurrency,
+        seconds=seconds,
+        timeout=timeout,
+    )
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(report.statuses.items()))
+    runs = ", ".join(f"{n} x {a}" for a, n in sorted(report.attempts.items()))
+    click.echo(
+        f"{count} canaries in {report.seconds:.1f} s ({report.jobs_per_second:.1f} jobs/s): "
+        f"{statuses}; runs per job: {runs}; queue wait p50 {report.percentile(0.5):.0f} ms, "
+        f"p95 {report.percentile(0.95):.0f} ms"
+    )
+    if not report.all_finished_once:
+        raise click.ClickException("not every canary finished exactly once")
 
 
 @click.group("db")

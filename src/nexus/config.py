@@ -183,6 +183,11 @@ class Settings(BaseSettings):
     queue_low: str = "low"
     job_timeout: int = Field(default=180, ge=1)
     worker_shutdown_grace: int = Field(default=60, ge=0)
+    # A running job whose worker has not heartbeated for this long was
+    # killed with it: it is retried if it has attempts left, else failed.
+    abandoned_job_seconds: int = Field(default=60, ge=6, le=3600)
+    # Ended jobs (finished, failed, canceled) are purged this long after ending.
+    job_retention_days: int = Field(default=14, ge=1, le=3650)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 

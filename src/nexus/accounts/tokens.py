@@ -25,14 +25,14 @@ from typing import Any
 from flask_jwt_extended import create_access_token, create_refresh_token
 from redis import Redis
 from redis.exceptions import RedisError
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from nexus.accounts.models import TokenFamily, User
 from nexus.api.errors import ApiError, ErrorCode
 from nexus.config import Settings
-from nexus.infrastructure.database import after_commit
+from nexus.infrastructure.database import after_commit, transaction
 from nexus.infrastructure.logging import get_logger
 
 CACHE_PREFIX = "nexus:auth:family:"
@@ -127,6 +127,22 @@ def revoke_families(
         .values(revoked_at=_now(), revoked_reason=reason)
     )
     after_commit(session, lambda: cache.forget(family_ids))
+
+
+def purge_expired(*, session: Session, before: datetime, batch: int = 5_000) -> int:
+    """Delete families that expired before ``before``, a batch per transaction; how many."""
+    deleted = 0
+    while True:
+        ids = select(TokenFamily.id).where(TokenFamily.expires_at < before).limit(batch)
+        with transaction(session):
+            count = len(
+                session.scalars(
+                    delete(TokenFamily).where(TokenFamily.id.in_(ids)).returning(TokenFamily.id)
+                ).all()
+            )
+        deleted += count
+        if count < batch:
+            return deleted
 
 
 def revoke_user(

@@ -53,4 +53,22 @@ class Job(Base):
     ended_at: Mapped[datetime | None]
     run_at: Mapped[datetime | None]
     result: Mapped[Any | None] = mapped_column(JSONB)
+    # Unique for ever: a schedule tick, or a caller's idempotency key.
     dedupe_key: Mapped[str | None] = mapped_column(Text)
+    # Unique among active jobs only: a ``unique`` job type's name and arguments.
+    unique_key: Mapped[str | None] = mapped_column(Text)
+    # Runs allowed in all; an admin retry raises it.
+    max_attempts: Mapped[int] = mapped_column(server_default=text("1"))
+    # The running attempt's worker and its latest sign of life.
+    worker: Mapped[str | None] = mapped_column(Text)
+    heartbeat_at: Mapped[datetime | None]
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+
+ACTIVE_STATUSES = frozenset(
+    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED}
+)
+ENDED_STATUSES = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.CANCELED})

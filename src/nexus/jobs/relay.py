@@ -1,7 +1,7 @@
-"""The relay: delivers what Redis did not take, and re-delivers what Redis forgot.
+"""The relay and reconciler: PostgreSQL says what was accepted, and this makes RQ agree.
 
-Runs beside every worker (``flask --app nexus worker`` starts it on a
-daemon thread) because PostgreSQL, not Redis, knows what was accepted:
+Runs on a thread beside every worker (``NexusWorker`` starts it), every two
+seconds, because it must work exactly when Redis or a worker does not:
 
 - ``pending`` rows older than a few seconds (Redis was unreachable at their
   commit) are delivered; while Redis stays down the relay backs off,
@@ -9,15 +9,23 @@ daemon thread) because PostgreSQL, not Redis, knows what was accepted:
 - ``queued`` and ``scheduled`` rows that RQ no longer knows (Redis restarted
   without its data) are put back to ``pending`` with reason ``lost`` and
   delivered again under the same id.
+- ``started`` rows whose worker stopped heartbeating for
+  ``NEXUS_ABANDONED_JOB_SECONDS`` (killed with SIGKILL, out of memory, a lost
+  node) are settled from RQ if RQ saw the end, else retried when attempts
+  remain and failed with reason ``abandoned`` when none do. A single worker
+  that is restarted recovers its own dead attempt this way.
+- periodic job types whose cron tick is due are enqueued (``schedules``).
 
-Several workers may run relays: delivery locks each row, and a row already
-delivered is skipped, so a job is never handed to RQ twice.
+The same sweep is the periodic job ``jobs.reconcile``, whose rows show an
+operator what each pass found. Several relays may run at once: every change
+locks its row (skipping rows another relay holds), and a tick's dedupe key
+is unique, so nothing is delivered or scheduled twice.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
@@ -25,15 +33,17 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job as RQJob
-from sqlalchemy import select, update
+from rq.job import JobStatus as RQJobStatus
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from nexus.config import current_settings
 from nexus.infrastructure.database import get_database
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import SERIALIZER, Queues, get_queues
+from nexus.jobs import registry, schedules, services
 from nexus.jobs.models import FailureReason, Job, JobStatus
-from nexus.jobs.services import deliver
 
 log = get_logger(__name__)
 PENDING_GRACE = timedelta(seconds=3)  # the after-commit delivery's turn first
@@ -44,7 +54,14 @@ BATCH = 200
 class RelayReport:
     delivered: int = 0
     lost: int = 0
+    abandoned: int = 0
+    settled: int = 0
+    scheduled: int = 0
     redis_down: bool = False
+
+    @property
+    def changed(self) -> bool:
+        return any((self.delivered, self.lost, self.abandoned, self.settled, self.scheduled))
 
 
 def _now() -> datetime:
@@ -62,7 +79,7 @@ def deliver_pending(*, sessions: sessionmaker[Session], queues: Queues) -> Relay
         ).all()
     delivered = 0
     for job_id in ids:
-        if not deliver(job_id, queues=queues, sessions=sessions):
+        if not services.deliver(job_id, queues=queues, sessions=sessions):
             return RelayReport(delivered=delivered, redis_down=True)
         delivered += 1
     return RelayReport(delivered=delivered)
@@ -80,11 +97,8 @@ def reconcile_lost(*, sessions: sessionmaker[Session], queues: Queues, redis: Re
         ).all()
     lost = 0
     for job_id in ids:
-        try:
-            RQJob.fetch(str(job_id), connection=redis, serializer=SERIALIZER)
+        if _rq_job(job_id, redis) is not None:
             continue
-        except NoSuchJobError:
-            pass
         with sessions() as session, session.begin():
             # Only if still queued: a worker may have started it meanwhile.
             changed = (
@@ -102,30 +116,136 @@ def reconcile_lost(*, sessions: sessionmaker[Session], queues: Queues, redis: Re
         if changed:
             lost += 1
             log.warning("jobs.lost_redelivered", job_id=str(job_id))
-            if not deliver(job_id, queues=queues, sessions=sessions):
+            if not services.deliver(job_id, queues=queues, sessions=sessions):
                 return RelayReport(lost=lost, redis_down=True)
     return RelayReport(lost=lost)
 
 
-class Relay(threading.Thread):
-    """Runs ``deliver_pending`` and ``reconcile_lost`` every ``interval`` seconds."""
+def recover_abandoned(
+    *, sessions: sessionmaker[Session], queues: Queues, redis: Redis, after: timedelta
+) -> RelayReport:
+    """Settle, retry or fail running rows whose worker has been silent for ``after``."""
+    cutoff = _now() - after
+    silent_since = func.coalesce(Job.heartbeat_at, Job.started_at)
+    with sessions() as session:
+        rows = session.execute(
+            select(Job.id, Job.attempts)
+            .where(Job.status == JobStatus.STARTED, silent_since < cutoff)
+            .order_by(silent_since)
+            .limit(BATCH)
+        ).all()
+    abandoned = settled = 0
+    for job_id, attempt in rows:
+        rq_job = _rq_job(job_id, redis)
+        if rq_job is not None and _alive_in_rq(rq_job, cutoff):
+            continue  # only PostgreSQL missed its heartbeats
+        with sessions() as session, session.begin():
+            row = session.scalar(
+                select(Job)
+                .where(
+                    Job.id == job_id,
+                    Job.status == JobStatus.STARTED,
+                    Job.attempts == attempt,
+                    silent_since < cutoff,
+                )
+                .with_for_update(skip_locked=True)
+            )
+            if row is None:
+                continue  # it reported, or another relay has it
+            if rq_job is not None and services.settle_from_rq(session, rq_job, attempt=attempt):
+                settled += 1
+                log.warning("jobs.settled_from_rq", job_id=str(job_id), attempt=attempt)
+                continue
+            outcome = services.abandon(row, redis=redis, retry_wait=_retry_wait(row))
+        abandoned += 1
+        log.warning(
+            "jobs.abandoned", job_id=str(job_id), attempt=attempt, outcome=str(outcome.value)
+        )
+        if outcome == JobStatus.PENDING and not services.deliver(
+            job_id, queues=queues, sessions=sessions
+        ):
+            return RelayReport(abandoned=abandoned, settled=settled, redis_down=True)
+    return RelayReport(abandoned=abandoned, settled=settled)
 
-    def __init__(self, app: Flask, *, interval: float = 2.0, max_backoff: float = 10.0) -> None:
+
+def _rq_job(job_id: object, redis: Redis) -> RQJob | None:
+    try:
+        return RQJob.fetch(str(job_id), connection=redis, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return None
+
+
+def _alive_in_rq(rq_job: RQJob, cutoff: datetime) -> bool:
+    """RQ still sees the attempt running, with a heartbeat newer than ``cutoff``."""
+    if rq_job.get_status(refresh=False) != RQJobStatus.STARTED or rq_job.last_heartbeat is None:
+        return False
+    return rq_job.last_heartbeat.replace(tzinfo=UTC) >= cutoff
+
+
+def _retry_wait(row: Job) -> int:
+    try:
+        job_type = registry.get(row.name)
+    except registry.UnknownJobError:
+        return 0
+    return job_type.interval(max(0, job_type.retries - (row.max_attempts - row.attempts)))
+
+
+@dataclass
+class Reconciler:
+    """One pass over everything above; keeps which schedule ticks it has seen."""
+
+    with_schedules: bool = True
+    ticks: schedules.SeenTicks = field(default_factory=dict)
+
+    def run(self) -> RelayReport:
+        """Needs an app context."""
+        sessions = get_database().sessionmaker
+        queues = get_queues()
+        redis = queues.default.connection
+        scheduled = 0
+        if self.with_schedules:
+            scheduled = schedules.enqueue_due(sessions=sessions, queues=queues, seen=self.ticks)
+        pending = deliver_pending(sessions=sessions, queues=queues)
+        if pending.redis_down:
+            return RelayReport(delivered=pending.delivered, scheduled=scheduled, redis_down=True)
+        lost = reconcile_lost(sessions=sessions, queues=queues, redis=redis)
+        recovered = RelayReport()
+        if not lost.redis_down:
+            after = timedelta(seconds=current_settings().abandoned_job_seconds)
+            recovered = recover_abandoned(
+                sessions=sessions, queues=queues, redis=redis, after=after
+            )
+        return RelayReport(
+            delivered=pending.delivered,
+            lost=lost.lost,
+            abandoned=recovered.abandoned,
+            settled=recovered.settled,
+            scheduled=scheduled,
+            redis_down=lost.redis_down or recovered.redis_down,
+        )
+
+
+class Relay(threading.Thread):
+    """Runs the ``Reconciler`` every ``interval`` seconds, backing off while Redis is down."""
+
+    def __init__(
+        self,
+        app: Flask,
+        *,
+        interval: float = 2.0,
+        max_backoff: float = 10.0,
+        with_schedules: bool = True,
+    ) -> None:
         super().__init__(name="nexus-job-relay", daemon=True)
         self.app = app
         self.interval = interval
         self.max_backoff = max_backoff
         self.stopped = threading.Event()
+        self.reconciler = Reconciler(with_schedules=with_schedules)
 
     def run_once(self) -> RelayReport:
         with self.app.app_context():
-            sessions = get_database().sessionmaker
-            queues = get_queues()
-            pending = deliver_pending(sessions=sessions, queues=queues)
-            if pending.redis_down:
-                return pending
-            lost = reconcile_lost(sessions=sessions, queues=queues, redis=queues.default.connection)
-            return RelayReport(pending.delivered, lost.lost, lost.redis_down)
+            return self.reconciler.run()
 
     def run(self) -> None:
         wait = self.interval
@@ -135,8 +255,15 @@ class Relay(threading.Thread):
             except (RedisError, SQLAlchemyError) as exc:
                 report = RelayReport(redis_down=True)
                 log.warning("jobs.relay_failed", error=str(exc))
-            if report.delivered or report.lost:
-                log.info("jobs.relay", delivered=report.delivered, lost=report.lost)
+            if report.changed:
+                log.info(
+                    "jobs.relay",
+                    delivered=report.delivered,
+                    lost=report.lost,
+                    abandoned=report.abandoned,
+                    settled=report.settled,
+                    scheduled=report.scheduled,
+                )
             # Back off while a dependency is down, so a long outage costs
             # little; come back to the normal pace as soon as it answers.
             wait = min(wait * 2, self.max_backoff) if report.redis_down else self.interval

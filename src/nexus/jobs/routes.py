@@ -1,22 +1,25 @@
-"""Job endpoints: a job's status for whoever enqueued it, and the admin canary."""
+"""Job endpoints: status for whoever enqueued a job; list, retry, cancel and canary for admins."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 
 from flask import Blueprint, Response, g
 
 from nexus.accounts import auth
 from nexus.accounts.models import Role
-from nexus.api.envelope import data
+from nexus.api.envelope import data, decode_cursor, encode_cursor, page
 from nexus.api.errors import ApiError, ErrorCode
 from nexus.api.validation import validate
 from nexus.audit import services as audit
 from nexus.infrastructure.database import get_database, get_session, transaction
 from nexus.infrastructure.queue import get_queues
-from nexus.jobs import services
-from nexus.jobs.schemas import CanaryIn, JobOut
+from nexus.infrastructure.redis import get_redis
+from nexus.jobs import canary, services
+from nexus.jobs.models import Job
+from nexus.jobs.schemas import AdminJobOut, CanaryIn, JobOut, JobQuery
 
 bp = Blueprint("jobs", __name__)
 admin_bp = Blueprint("admin_jobs", __name__)
@@ -33,6 +36,87 @@ def get_job(job_id: uuid.UUID) -> Response:
     return data(JobOut.of(job))
 
 
+@admin_bp.get("/jobs")
+@auth.require_role("admin")
+@validate(query=JobQuery)
+def list_jobs(query: JobQuery) -> Response:
+    jobs = services.list_jobs(
+        get_session(),
+        status=query.status,
+        name=query.name,
+        after=_position(query.cursor) if query.cursor else None,
+        limit=query.limit + 1,
+    )
+    shown = jobs[: query.limit]
+    next_cursor = None
+    if len(jobs) > query.limit:
+        last = shown[-1]
+        next_cursor = encode_cursor({"created_at": last.created_at.isoformat(), "id": str(last.id)})
+    return page([AdminJobOut.of(job) for job in shown], next_cursor=next_cursor, limit=query.limit)
+
+
+def _position(cursor: str) -> tuple[datetime, uuid.UUID]:
+    position = decode_cursor(cursor)
+    try:
+        return datetime.fromisoformat(position["created_at"]), uuid.UUID(position["id"])
+    except (KeyError, TypeError, ValueError):
+        raise ApiError(
+            ErrorCode.E_INVALID_REQUEST,
+            "The cursor is not one this API issued.",
+            errors=[{"field": "cursor", "message": "Invalid cursor."}],
+        ) from None
+
+
+@admin_bp.post("/jobs/<uuid:job_id>/retry")
+@auth.require_role("admin")
+def retry_job(job_id: uuid.UUID) -> Response:
+    session = get_session()
+    with transaction(session):
+        job = _act(
+            lambda: services.retry(
+                session, job_id, queues=get_queues(), sessions=get_database().sessionmaker
+            )
+        )
+        _audit("jobs.retry", job)
+    return _fresh(job)
+
+
+@admin_bp.post("/jobs/<uuid:job_id>/cancel")
+@auth.require_role("admin")
+def cancel_job(job_id: uuid.UUID) -> Response:
+    session = get_session()
+    with transaction(session):
+        job = _act(lambda: services.cancel(session, job_id, redis=get_redis()))
+        _audit("jobs.cancel", job)
+    return _fresh(job)
+
+
+def _act(action: Callable[[], Job]) -> Job:
+    try:
+        return action()
+    except LookupError:
+        raise ApiError(ErrorCode.E_NOT_FOUND, "No such job.") from None
+    except services.JobStateError as exc:
+        raise ApiError(ErrorCode.E_CONFLICT, str(exc)) from None
+
+
+def _audit(action: str, job: Job) -> None:
+    audit.record(
+        session=get_session(),
+        context=auth.audit_context(),
+        action=action,
+        target_type="job",
+        target_id=job.id,
+        meta={"name": job.name, "attempts": job.attempts},
+    )
+
+
+def _fresh(job: Job) -> Response:
+    # After-commit delivery may have moved it on (pending -> queued).
+    get_session().refresh(job)
+    return data(AdminJobOut.of(job))
+
+
 @admin_bp.post("/jobs/canary")
 @auth.require_role("admin")
 @validate(body=CanaryIn)
@@ -40,12 +124,11 @@ def enqueue_canary(body: CanaryIn) -> Response:
     session = get_session()
     caller = auth.current()
     with transaction(session):
-        job = services.enqueue(
+        job = canary.enqueue_canary(
             session=session,
             queues=get_queues(),
             sessions=get_database().sessionmaker,
-            name="jobs.canary",
-            arguments={"seconds": body.seconds, "enqueued_at": datetime.now(UTC).isoformat()},
+            seconds=body.seconds,
             enqueued_by=caller.id,
             request_id=g.get("request_id"),
         )

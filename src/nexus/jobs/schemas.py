@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from nexus.api.envelope import PageQuery
 from nexus.api.validation import RequestModel
 from nexus.jobs.models import Job
+
+StatusName = Literal["pending", "queued", "scheduled", "started", "finished", "failed", "canceled"]
 
 
 class JobError(BaseModel):
@@ -18,6 +21,8 @@ class JobError(BaseModel):
 
 
 class JobOut(BaseModel):
+    """A job as its owner sees it."""
+
     id: uuid.UUID
     name: str
     status: str
@@ -31,21 +36,59 @@ class JobOut(BaseModel):
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
-        error = None
-        if job.error_type:
-            error = JobError(type=job.error_type, message=job.error_message or "")
+        return cls(**_common(job))
+
+
+class AdminJobOut(JobOut):
+    """A job as an admin sees it: where it runs, who asked, and with what."""
+
+    queue: str
+    arguments: dict[str, Any]
+    max_attempts: int
+    enqueued_by: uuid.UUID | None
+    request_id: str | None
+    worker: str | None
+    enqueued_at: datetime | None
+    run_at: datetime | None
+    heartbeat_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> AdminJobOut:
         return cls(
-            id=job.id,
-            name=job.name,
-            status=job.status,
-            attempts=job.attempts,
-            reason=job.reason,
-            error=error,
-            result=job.result,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            ended_at=job.ended_at,
+            **_common(job),
+            queue=job.queue,
+            arguments=job.arguments,
+            max_attempts=job.max_attempts,
+            enqueued_by=job.enqueued_by,
+            request_id=job.request_id,
+            worker=job.worker,
+            enqueued_at=job.enqueued_at,
+            run_at=job.run_at,
+            heartbeat_at=job.heartbeat_at,
         )
+
+
+def _common(job: Job) -> dict[str, Any]:
+    error = None
+    if job.error_type:
+        error = JobError(type=job.error_type, message=job.error_message or "")
+    return {
+        "id": job.id,
+        "name": job.name,
+        "status": job.status,
+        "attempts": job.attempts,
+        "reason": job.reason,
+        "error": error,
+        "result": job.result,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "ended_at": job.ended_at,
+    }
+
+
+class JobQuery(PageQuery):
+    status: StatusName | None = None
+    name: str | None = Field(default=None, min_length=1, max_length=100)
 
 
 class CanaryIn(RequestModel):

@@ -1,4 +1,4 @@
-"""Durable jobs: enqueue inside a transaction, deliver after commit, record every outcome.
+"""Durable jobs: enqueue inside a transaction, deliver after commit, record every attempt.
 
 ``enqueue`` writes the ``jobs`` row in the caller's transaction and hands
 the job to RQ only once that transaction commits (``after_commit``): a job
@@ -7,33 +7,51 @@ transaction delivers nothing. RQ's job id is the row id, so a row is
 delivered as one RQ job however often delivery is attempted. If Redis cannot
 be reached at commit, the row stays ``pending`` for the relay to deliver.
 
-The worker reports through ``mark_started`` and ``mark_outcome``; status is
-answered from the row, so it outlives RQ's TTLs.
+The worker reports through ``start_attempt``, ``heartbeat`` and
+``mark_outcome``; each write names the attempt it belongs to, so a late
+report from an attempt the reconciler already gave up on changes nothing.
+Status is answered from the row, so it outlives RQ's TTLs. Admins act on
+rows through ``cancel`` and ``retry``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
-from sqlalchemy import select, update
+from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nexus.infrastructure.database import after_commit
 from nexus.infrastructure.logging import get_logger
-from nexus.infrastructure.queue import Queues
+from nexus.infrastructure.queue import SERIALIZER, Queues
 from nexus.jobs import registry
-from nexus.jobs.models import FailureReason, Job, JobStatus
+from nexus.jobs.models import ACTIVE_STATUSES, ENDED_STATUSES, FailureReason, Job, JobStatus
 
 log = get_logger(__name__)
 # A job's result is kept in its row when it is small; larger ones are dropped.
 MAX_RESULT_BYTES = 16_384
 MAX_ERROR_MESSAGE = 500
+# What RQ writes when a work horse dies under it (SIGKILL, the OOM killer).
+HORSE_KILLED = "Work-horse terminated unexpectedly"
+
+
+class JobStateError(Exception):
+    """The job is not in a state that allows this (cancel an ended job, retry a running one)."""
 
 
 def _now() -> datetime:
@@ -50,25 +68,86 @@ def enqueue(
     enqueued_by: uuid.UUID | None = None,
     request_id: str | None = None,
     delay: timedelta | None = None,
+    dedupe_key: str | None = None,
 ) -> Job:
-    """Record job ``name`` in the caller's transaction; deliver it once that commits."""
-    job_type = registry.get(name)
-    arguments = arguments or {}
-    json.dumps(arguments)  # fail now, in the caller, not later in the relay
-    row = Job(
+    """Record job ``name`` in the caller's transaction; deliver it once that commits.
+
+    With a ``dedupe_key`` (a schedule tick, a client's idempotency key) or a
+    job type declared ``unique``, an existing job with the same key is
+    returned instead and nothing new is delivered.
+    """
+    return enqueue_or_find(
+        session=session,
+        queues=queues,
+        sessions=sessions,
         name=name,
         arguments=arguments,
-        queue=_queue_for(queues, job_type).name,
-        status=JobStatus.PENDING,
         enqueued_by=enqueued_by,
         request_id=request_id,
-        run_at=_now() + delay if delay else None,
-    )
-    session.add(row)
-    session.flush()
-    job_id = row.id
+        delay=delay,
+        dedupe_key=dedupe_key,
+    )[0]
+
+
+def enqueue_or_find(
+    *,
+    session: Session,
+    queues: Queues,
+    sessions: sessionmaker[Session],
+    name: str,
+    arguments: dict[str, Any] | None = None,
+    enqueued_by: uuid.UUID | None = None,
+    request_id: str | None = None,
+    delay: timedelta | None = None,
+    dedupe_key: str | None = None,
+) -> tuple[Job, bool]:
+    """``enqueue``, also answering whether the job is new (``False``: an existing one)."""
+    job_type = registry.get(name)
+    arguments = arguments or {}
+    encoded = json.dumps(arguments, sort_keys=True, separators=(",", ":"))  # fails in the caller
+    unique_key = None
+    if job_type.unique:
+        unique_key = f"{name}:{hashlib.sha256(encoded.encode()).hexdigest()}"
+    values = {
+        "name": name,
+        "arguments": arguments,
+        "queue": _queue_for(queues, job_type).name,
+        "status": JobStatus.PENDING,
+        "max_attempts": job_type.max_attempts,
+        "enqueued_by": enqueued_by,
+        "request_id": request_id,
+        "run_at": _now() + delay if delay else None,
+        "dedupe_key": dedupe_key,
+        "unique_key": unique_key,
+    }
+    # The existing job may end between our insert and our look-up; then the
+    # insert is tried again (a unique key is only held by active jobs).
+    for _ in range(3):
+        new_id = session.scalar(
+            insert(Job).values(**values).on_conflict_do_nothing().returning(Job.id)
+        )
+        if new_id is not None:
+            break
+        existing = session.scalar(_existing(dedupe_key, unique_key))
+        if existing is not None:
+            log.info("jobs.deduplicated", job_id=str(existing.id), job_name=name)
+            return existing, False
+    else:
+        raise JobStateError(f"could not enqueue {name}: its key keeps changing hands")
+    job_id: uuid.UUID = new_id
     after_commit(session, lambda: deliver(job_id, queues=queues, sessions=sessions))
-    return row
+    row = session.get(Job, job_id)
+    assert row is not None  # noqa: S101 - inserted just above, same transaction
+    return row, True
+
+
+def _existing(dedupe_key: str | None, unique_key: str | None) -> Select[Job]:
+    conditions = []
+    if dedupe_key is not None:
+        conditions.append(Job.dedupe_key == dedupe_key)
+    if unique_key is not None:
+        conditions.append(and_(Job.unique_key == unique_key, Job.status.in_(ACTIVE_STATUSES)))
+    return select(Job).where(or_(*conditions)).limit(1)
 
 
 def _queue_for(queues: Queues, job_type: registry.JobType) -> Queue:
@@ -91,22 +170,35 @@ def deliver(job_id: uuid.UUID, *, queues: Queues, sessions: sessionmaker[Session
             )
             if row is None:
                 return True  # delivered already, or canceled
-            _hand_to_rq(row, queues)
+            try:
+                job_type = registry.get(row.name)
+            except registry.UnknownJobError:
+                # Its code was removed since it was accepted: say so, once.
+                _end(row, JobStatus.FAILED, FailureReason.ERROR, "UnknownJobError", row.name)
+                log.error("jobs.unknown_type", job_id=str(job_id), job_name=row.name)
+                return True
+            _hand_to_rq(row, job_type, queues)
     except RedisError as exc:
         log.warning("jobs.delivery_deferred", job_id=str(job_id), error=str(exc))
         return False
     return True
 
 
-def _hand_to_rq(row: Job, queues: Queues) -> None:
-    job_type = registry.get(row.name)
+def _hand_to_rq(row: Job, job_type: registry.JobType, queues: Queues) -> None:
     queue = _queue_for(queues, job_type)
+    # Anything RQ still holds under this id (an abandoned attempt in its
+    # started registry, a failed run an admin retries) would fight the new
+    # delivery: RQ's own clean-up would later fail or retry it.
+    _forget(str(row.id), queue.connection)
+    retries_left = row.max_attempts - row.attempts - 1
     options: dict[str, Any] = {
         "kwargs": row.arguments,
         "job_id": str(row.id),
         "timeout": job_type.timeout,
         "result_ttl": job_type.result_ttl,
-        "retry": job_type.retry(),
+        "retry": job_type.retry(
+            remaining=retries_left, used=max(0, job_type.retries - retries_left)
+        ),
         "meta": {"request_id": row.request_id, "user_id": str(row.enqueued_by or "")},
     }
     if row.run_at is not None and row.run_at > _now():
@@ -120,12 +212,57 @@ def _hand_to_rq(row: Job, queues: Queues) -> None:
     row.enqueued_at = _now()
 
 
-def mark_started(session: Session, job_id: str) -> None:
-    """The worker began an attempt."""
+def _forget(job_id: str, redis: Redis) -> None:
+    with contextlib.suppress(NoSuchJobError):
+        RQJob.fetch(job_id, connection=redis, serializer=SERIALIZER).delete()
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What a worker may do with the job it dequeued."""
+
+    run: bool
+    number: int | None = None  # None: an RQ job without a row (ping), not counted
+    status: str | None = None  # why not, when ``run`` is false
+
+
+def start_attempt(session: Session, job_id: str, *, worker: str) -> Attempt:
+    """The worker is about to run the job: count the attempt, unless it must not run.
+
+    A job that was canceled, has ended, or is running elsewhere (a duplicate
+    delivery) is not run again: this is what makes each accepted job run
+    once however it reaches a queue.
+    """
+    row_id = _uuid(job_id)
+    if row_id is None:
+        return Attempt(run=True)
+    number = session.scalar(
+        update(Job)
+        .where(
+            Job.id == row_id,
+            Job.status.in_([JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SCHEDULED]),
+        )
+        .values(
+            status=JobStatus.STARTED,
+            started_at=_now(),
+            heartbeat_at=_now(),
+            worker=worker,
+            attempts=Job.attempts + 1,
+        )
+        .returning(Job.attempts)
+    )
+    if number is not None:
+        return Attempt(run=True, number=number)
+    status = session.scalar(select(Job.status).where(Job.id == row_id))
+    return Attempt(run=status is None, status=status)
+
+
+def heartbeat(session: Session, job_id: str, attempt: int) -> None:
+    """The attempt is still running (written by the worker every few seconds)."""
     session.execute(
         update(Job)
-        .where(Job.id == _uuid(job_id))
-        .values(status=JobStatus.STARTED, started_at=_now(), attempts=Job.attempts + 1)
+        .where(Job.id == _uuid(job_id), Job.attempts == attempt, Job.status == JobStatus.STARTED)
+        .values(heartbeat_at=_now())
     )
 
 
@@ -133,14 +270,20 @@ def mark_outcome(
     session: Session,
     job_id: str,
     *,
+    attempt: int,
     status: JobStatus,
     result: Any = None,
     exc_string: str | None = None,
     timed_out: bool = False,
-) -> None:
-    """How an attempt ended: finished, failed, or waiting for a retry."""
-    values: dict[str, Any] = {"status": status}
-    if status in (JobStatus.FINISHED, JobStatus.FAILED):
+) -> bool:
+    """How attempt ``attempt`` ended: finished, failed, or waiting for a retry.
+
+    Changes nothing (and answers ``False``) unless the row is still that
+    attempt, running: a canceled job stays canceled, and a worker that was
+    presumed dead cannot overwrite the attempt that replaced it.
+    """
+    values: dict[str, Any] = {"status": status, "heartbeat_at": None}
+    if status in ENDED_STATUSES:
         values["ended_at"] = _now()
     if status == JobStatus.FINISHED:
         values |= {
@@ -150,13 +293,140 @@ def mark_outcome(
             "error_message": None,
         }
     if exc_string:
-        error_type, error_message = _error(exc_string)
-        values |= {
-            "reason": FailureReason.TIMEOUT if timed_out else FailureReason.ERROR,
-            "error_type": error_type,
-            "error_message": error_message,
-        }
-    session.execute(update(Job).where(Job.id == _uuid(job_id)).values(**values))
+        values |= _failure(exc_string, timed_out=timed_out)
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == _uuid(job_id), Job.attempts == attempt, Job.status == JobStatus.STARTED)
+        .values(**values)
+        .returning(Job.id)
+    ).first()
+    return changed is not None
+
+
+def settle_from_rq(session: Session, rq_job: RQJob, *, attempt: int) -> bool:
+    """Copy to the row how RQ ended an attempt that its work horse could not report.
+
+    The horse died (SIGKILL, out of memory) or could not reach PostgreSQL;
+    RQ has since failed the job, or queued its retry. ``False`` if RQ does
+    not know yet either (the job is still ``started`` there).
+    """
+    status = rq_job.get_status(refresh=True)
+    if status == RQJobStatus.FINISHED:
+        return mark_outcome(
+            session,
+            rq_job.id,
+            attempt=attempt,
+            status=JobStatus.FINISHED,
+            result=rq_job.return_value(refresh=True),
+        )
+    mapped = {
+        RQJobStatus.FAILED: JobStatus.FAILED,
+        RQJobStatus.SCHEDULED: JobStatus.SCHEDULED,  # a retry after an interval
+        RQJobStatus.QUEUED: JobStatus.QUEUED,  # a retry at once
+        RQJobStatus.STOPPED: JobStatus.FAILED,
+    }.get(status)
+    if mapped is None:
+        return False
+    latest = rq_job.latest_result()
+    exc_string = (latest.exc_string if latest is not None else None) or rq_job.exc_info
+    return mark_outcome(
+        session,
+        rq_job.id,
+        attempt=attempt,
+        status=mapped,
+        exc_string=exc_string or "AbandonedJobError: the attempt ended without a report",
+        timed_out=bool(exc_string and "JobTimeoutException" in exc_string),
+    )
+
+
+def abandon(row: Job, *, redis: Redis, retry_wait: int) -> JobStatus:
+    """The locked, running ``row`` stopped heartbeating: retry it if it may, else fail it.
+
+    Its traces in RQ are removed first (``_hand_to_rq`` does it for a retry),
+    so that RQ's own clean-up does not act on the dead attempt later.
+    """
+    values = _failure(
+        "AbandonedJobError: its worker stopped heartbeating (killed, or lost its node)",
+        timed_out=False,
+        reason=FailureReason.ABANDONED,
+    )
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.heartbeat_at = None
+    if row.attempts < row.max_attempts:
+        row.status = JobStatus.PENDING
+        row.run_at = _now() + timedelta(seconds=retry_wait) if retry_wait else None
+        return JobStatus.PENDING
+    _forget(str(row.id), redis)
+    row.status = JobStatus.FAILED
+    row.ended_at = _now()
+    return JobStatus.FAILED
+
+
+def cancel(session: Session, job_id: uuid.UUID, *, redis: Redis) -> Job:
+    """Cancel a job that has not ended; a running one is stopped (its work horse killed)."""
+    row = _locked(session, job_id)
+    if row.status in ENDED_STATUSES:
+        raise JobStateError(f"the job has already ended ({row.status})")
+    was_running = row.status == JobStatus.STARTED
+    row.status = JobStatus.CANCELED
+    row.ended_at = _now()
+    row.heartbeat_at = None
+    # RQ is told after the commit; if Redis is down then, a worker that
+    # dequeues the job later still finds the row canceled and skips it.
+    after_commit(session, lambda: _cancel_in_rq(str(job_id), redis, running=was_running))
+    return row
+
+
+def _cancel_in_rq(job_id: str, redis: Redis, *, running: bool) -> None:
+    try:
+        if running:
+            send_stop_job_command(redis, job_id, serializer=SERIALIZER)
+        else:
+            RQJob.fetch(job_id, connection=redis, serializer=SERIALIZER).cancel()
+    except (NoSuchJobError, InvalidJobOperation):
+        pass  # RQ no longer has it, or already canceled
+    except RedisError as exc:
+        log.warning("jobs.cancel_not_sent", job_id=job_id, error=str(exc))
+
+
+def retry(
+    session: Session, job_id: uuid.UUID, *, queues: Queues, sessions: sessionmaker[Session]
+) -> Job:
+    """Run a failed or canceled job again, with its job type's full retry budget."""
+    row = _locked(session, job_id)
+    if row.status not in (JobStatus.FAILED, JobStatus.CANCELED):
+        raise JobStateError(
+            f"only failed or canceled jobs can be retried (this one is {row.status})"
+        )
+    job_type = registry.get(row.name)
+    row.status = JobStatus.PENDING
+    row.max_attempts = row.attempts + job_type.max_attempts
+    row.run_at = row.ended_at = row.heartbeat_at = None
+    row.reason = row.error_type = row.error_message = row.result = None
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        # A unique job type: another job with these arguments is active.
+        raise JobStateError("an identical job is already waiting or running") from None
+    after_commit(session, lambda: deliver(job_id, queues=queues, sessions=sessions))
+    return row
+
+
+def _locked(session: Session, job_id: uuid.UUID) -> Job:
+    row = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    if row is None:
+        raise LookupError(job_id)
+    return row
+
+
+def _end(row: Job, status: JobStatus, reason: FailureReason, error_type: str, message: str) -> None:
+    row.status = status
+    row.reason = reason
+    row.error_type = error_type
+    row.error_message = message[:MAX_ERROR_MESSAGE]
+    row.ended_at = _now()
 
 
 def _uuid(job_id: str) -> uuid.UUID | None:
@@ -174,12 +444,52 @@ def _small(result: Any) -> Any:
     return result if len(encoded) <= MAX_RESULT_BYTES else None
 
 
-def _error(exc_string: str) -> tuple[str, str]:
-    """Exception type and message from a traceback's last line; the traceback is not kept."""
+def _failure(
+    exc_string: str, *, timed_out: bool, reason: FailureReason | None = None
+) -> dict[str, Any]:
+    """Reason, exception type and message from a traceback's last line, not the traceback."""
     last = exc_string.strip().splitlines()[-1] if exc_string.strip() else "Error"
-    error_type, _, message = last.partition(":")
-    return error_type.strip()[:200], message.strip()[:MAX_ERROR_MESSAGE]
+    if last.startswith(HORSE_KILLED) or "AbandonedJobError" in last:
+        # RQ's own lines for a dead horse or an expired started entry have no
+        # "Type: message" shape; either way the attempt was abandoned.
+        reason = reason or FailureReason.ABANDONED
+        error_type = "AbandonedJobError"
+        message = last.removeprefix("AbandonedJobError:").strip().rstrip("; ")
+    else:
+        error_type, _, message = last.partition(":")
+    if reason is None:
+        reason = FailureReason.TIMEOUT if timed_out else FailureReason.ERROR
+    return {
+        "reason": reason,
+        "error_type": error_type.strip()[:200],
+        "error_message": message.strip()[:MAX_ERROR_MESSAGE],
+    }
 
 
 def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
     return session.get(Job, job_id)
+
+
+# --- Listing (admin) ------------------------------------------------------------
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: str | None,
+    name: str | None,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Job]:
+    """Newest first; ``after`` is the (created_at, id) of the last job of the previous page."""
+    query = select(Job)
+    if status is not None:
+        query = query.where(Job.status == status)
+    if name is not None:
+        query = query.where(Job.name == name)
+    if after is not None:
+        created_at, last_id = after
+        query = query.where(
+            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < last_id))
+        )
+    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))

@@ -1,32 +1,57 @@
-"""The RQ worker classes that run every job inside the Nexus app.
+"""The RQ worker classes that run every job inside the Nexus app, and keep its row true.
 
 ``NexusWorker`` is what ``flask --app nexus worker`` starts, and what a plain
 ``rq worker -w nexus.jobs.worker.NexusWorker`` uses: each job runs in a forked
 work horse inside an app context, so it has the settings, its own database
 session (closed when the job ends) and the log context ``job_id``,
-``job_name`` and ``queue``. Exceptions are left to RQ so its failed-job
-registry and retries see them. Each attempt's start and outcome are written
-to the job's row in the ``jobs`` table (when it has one), in transactions of
-their own. The serializer is always JSON, whatever a command line says,
-because that is what the queues write.
-``NexusSimpleWorker`` runs jobs in its own process instead of forking (tests,
-debuggers).
+``job_name``, ``queue``, and the enqueuing request's ``request_id`` and
+``user_id``. Exceptions are left to RQ so its failed-job registry and
+retries see them.
+
+Beside the work loop runs the relay (``nexus.jobs.relay``): it delivers
+what Redis did not take, recovers what it lost, retries what dead workers
+abandoned, and enqueues periodic jobs when their tick is due.
+
+Each attempt is written to the job's row (when it has one), in transactions
+of their own:
+
+- before it runs, the attempt is counted; a job whose row was canceled, has
+  ended, or is running elsewhere is not run at all;
+- while it runs, the worker (not the horse) writes a heartbeat every
+  ``NEXUS_ABANDONED_JOB_SECONDS / 6`` seconds, which is how the reconciler
+  tells a slow job from one whose worker was killed;
+- how it ended is written *before* RQ acts on it (queues a retry, say), so
+  the row never lags behind a retry another worker already started. That
+  includes a work horse killed under a living worker: RQ reports it to the
+  worker, and so do we.
+
+The horse is killed with its worker (``PR_SET_PDEATHSIG``): an orphaned horse
+would run on unsupervised after its job was declared abandoned and retried.
+The serializer is always JSON, whatever a command line says, because that
+is what the queues write. ``NexusSimpleWorker`` runs jobs in its own process
+instead of forking (tests, debuggers); it cannot heartbeat while a job runs,
+so a job longer than ``NEXUS_ABANDONED_JOB_SECONDS`` there looks abandoned.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from flask import Flask
 from rq import Queue, SimpleWorker, Worker
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job
-from rq.job import JobStatus as RQJobStatus
+from rq.registry import StartedJobRegistry
 from rq.worker.base import BaseWorker
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -36,12 +61,22 @@ from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import SERIALIZER
 from nexus.jobs import services as job_services
 from nexus.jobs.models import JobStatus
+from nexus.jobs.relay import Relay
 
 log = get_logger(__name__)
+T = TypeVar("T")
+# While PostgreSQL cannot record a start, the job goes back to its queue and
+# the worker waits this long before trying again.
+START_RETRY_SECONDS = 2.0
+
+
+def heartbeat_interval(abandoned_seconds: int) -> int:
+    """Seconds between heartbeats: six chances before a job counts as abandoned."""
+    return max(1, abandoned_seconds // 6)
 
 
 class _AppWorkerMixin(BaseWorker):
-    """Pushes the app context and binds the job's log context around each job."""
+    """Pushes the app context, binds the log context, and records each attempt."""
 
     def __init__(self, *args: Any, app: Flask | None = None, **kwargs: Any) -> None:
         if app is None:
@@ -51,8 +86,15 @@ class _AppWorkerMixin(BaseWorker):
 
             app = create_app_or_exit()
         self.app = app
-        self.shutdown_grace: int = app.extensions["nexus.settings"].worker_shutdown_grace
+        settings = app.extensions["nexus.settings"]
+        self.shutdown_grace: int = settings.worker_shutdown_grace
         kwargs["serializer"] = SERIALIZER
+        kwargs.setdefault(
+            "job_monitoring_interval", heartbeat_interval(settings.abandoned_job_seconds)
+        )
+        # The attempt this process is running: set before the job runs, and
+        # inherited by the forked work horse.
+        self._attempt: int | None = None
         super().__init__(*args, **kwargs)
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
@@ -61,8 +103,8 @@ class _AppWorkerMixin(BaseWorker):
         RQ's warm shutdown waits for the job however long it takes; a deploy
         cannot. After ``NEXUS_WORKER_SHUTDOWN_GRACE`` seconds we send ourselves
         the second signal, RQ's cold shutdown: the job's horse is killed (the
-        job stays in RQ's started registry, to be failed as abandoned) and the
-        worker still exits 0.
+        job stops heartbeating, so the reconciler retries it) and the worker
+        still exits 0.
         """
         super().request_stop(signum, frame)  # type: ignore[no-untyped-call]  # raises when idle
         if self._stop_requested:
@@ -79,6 +121,52 @@ class _AppWorkerMixin(BaseWorker):
         self.log.warning("Worker %s: shutdown grace expired, stopping the job", self.name)
         os.kill(os.getpid(), signal.SIGTERM)
 
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        """RQ's work loop, with the relay beside it (not in burst mode: tests, one-offs)."""
+        burst = kwargs.get("burst", args[0] if args else False)
+        relay = None if burst else Relay(self.app)
+        if relay is not None:
+            relay.start()
+        try:
+            worked: bool = super().work(*args, **kwargs)
+        finally:
+            if relay is not None:
+                relay.stopped.set()
+        return worked
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        attempt = self._report(
+            lambda session: job_services.start_attempt(session, job.id, worker=self.name)
+        )
+        if attempt is None:
+            self._put_back(job, queue)
+            return
+        if not attempt.run:
+            self._skip(job, queue, attempt.status)
+            return
+        self._attempt = attempt.number
+        try:
+            super().execute_job(job, queue)
+        finally:
+            self._attempt = None
+
+    def _put_back(self, job: Job, queue: Queue) -> None:
+        """PostgreSQL could not count the attempt: a job does not run unrecorded."""
+        self.log.warning("Worker %s: cannot record the start of %s; requeued", self.name, job.id)
+        with self.connection.pipeline() as pipeline:
+            queue.enqueue_job(job, pipeline=pipeline, at_front=True)
+            pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            pipeline.execute()
+        time.sleep(START_RETRY_SECONDS)
+
+    def _skip(self, job: Job, queue: Queue, status: str | None) -> None:
+        """A duplicate delivery, or a job canceled after RQ handed it out."""
+        log.info("jobs.skipped", job_id=job.id, status=status)
+        self.connection.lrem(queue.intermediate_queue_key, 1, job.id)
+        if status == JobStatus.CANCELED:
+            with contextlib.suppress(InvalidJobOperation):  # canceled in RQ already
+                job.cancel()
+
     def perform_job(self, job: Job, queue: Queue) -> bool:
         with self.app.app_context():
             meta = job.meta or {}
@@ -87,54 +175,100 @@ class _AppWorkerMixin(BaseWorker):
                 job_id=job.id,
                 job_name=job.func_name,
                 queue=queue.name,
+                attempt=self._attempt,
                 request_id=meta.get("request_id"),
                 user_id=meta.get("user_id") or None,
             )
             try:
-                _report(lambda session: job_services.mark_started(session, job.id))
                 performed: bool = super().perform_job(job, queue)
-                _report(lambda session: _record_outcome(session, job))
             finally:
                 structlog.contextvars.clear_contextvars()
         return performed
 
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry
+    ) -> None:
+        attempt = self._attempt
+        if attempt is not None:
+            result = getattr(job, "_result", None)  # RQ sets it just before calling us
+            self._report(
+                lambda session: job_services.mark_outcome(
+                    session, job.id, attempt=attempt, status=JobStatus.FINISHED, result=result
+                )
+            )
+        super().handle_job_success(job, queue, started_job_registry)
 
-def _report(write: Callable[[Session], object]) -> None:
-    """Write to the job's row in a transaction of its own; never fail the job for it.
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: StartedJobRegistry | None = None,
+        exc_string: str = "",
+    ) -> None:
+        """Record the failure first: RQ may queue the retry, and another worker start it at once."""
+        attempt = self._attempt
+        if attempt is not None:
+            stopped = self._stopped_job_id == job.id  # canceled by an admin: the row says so
+            if stopped or not job.should_retry:
+                status = JobStatus.FAILED
+            elif job.get_retry_interval():
+                status = JobStatus.SCHEDULED
+            else:
+                status = JobStatus.QUEUED
+            self._report(
+                lambda session: job_services.mark_outcome(
+                    session,
+                    job.id,
+                    attempt=attempt,
+                    status=status,
+                    exc_string=exc_string or "Error: the job failed",
+                    timed_out="JobTimeoutException" in exc_string,
+                )
+            )
+        super().handle_job_failure(job, queue, started_job_registry, exc_string)
 
-    If PostgreSQL is unreachable the row is reconciled later; the job itself
-    still runs and RQ still records it.
-    """
-    try:
-        with get_database().sessionmaker() as session, session.begin():
-            write(session)
-    except SQLAlchemyError as exc:
-        log.error("jobs.record_failed", error=str(exc))
+    def _report(self, write: Callable[[Session], T]) -> T | None:
+        """Write to the job's row in a transaction of its own; ``None`` if PostgreSQL failed.
 
-
-def _record_outcome(session: Session, job: Job) -> None:
-    status = job.get_status(refresh=True)
-    if status == RQJobStatus.FINISHED:
-        job_services.mark_outcome(
-            session, job.id, status=JobStatus.FINISHED, result=job.return_value(refresh=True)
-        )
-        return
-    latest = job.latest_result()
-    exc_string = latest.exc_string if latest is not None else None
-    timed_out = bool(exc_string and "JobTimeoutException" in exc_string)
-    mapped = {
-        RQJobStatus.FAILED: JobStatus.FAILED,
-        RQJobStatus.SCHEDULED: JobStatus.SCHEDULED,  # a retry after an interval
-        RQJobStatus.QUEUED: JobStatus.QUEUED,  # a retry at once
-    }.get(status, JobStatus.FAILED)
-    job_services.mark_outcome(
-        session, job.id, status=mapped, exc_string=exc_string, timed_out=timed_out
-    )
+        A failed write never fails the job: the reconciler repairs the row
+        from what RQ recorded.
+        """
+        try:
+            with (
+                self.app.app_context(),
+                get_database().sessionmaker() as session,
+                session.begin(),
+            ):
+                return write(session)
+        except SQLAlchemyError as exc:
+            log.error("jobs.record_failed", error=str(exc))
+            return None
 
 
 class NexusWorker(_AppWorkerMixin, Worker):
     """Forks a work horse per job, so a crashing job cannot take the worker down."""
 
+    def maintain_heartbeats(self, job: Job) -> None:
+        attempt = self._attempt
+        if attempt is not None:
+            self._report(lambda session: job_services.heartbeat(session, job.id, attempt))
+        super().maintain_heartbeats(job)
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        _die_with_parent(self.pid or os.getppid())
+        super().main_work_horse(job, queue)
+
 
 class NexusSimpleWorker(_AppWorkerMixin, SimpleWorker):
     """Runs each job in the worker process itself."""
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # it died before the call above
+        os._exit(1)
