@@ -288,7 +288,7 @@ def test_rows_redis_forgot_are_redelivered_as_lost(
 
 def test_relay_thread_backs_off_and_stops(make_app: Callable[..., Flask], app: Flask) -> None:
     down = make_app(redis_url=f"redis://127.0.0.1:{free_port()}/0")
-    relay = Relay(down, interval=0.01, max_backoff=0.05)
+    relay = Relay(down, interval=0.01, max_backoff=0.05, with_schedules=False)
     relay.start()
     time.sleep(0.3)
     relay.stopped.set()

@@ -6,9 +6,13 @@ seconds, because it must work exactly when Redis or a worker does not:
 - ``pending`` rows older than a few seconds (Redis was unreachable at their
   commit) are delivered; while Redis stays down the relay backs off,
   doubling its wait up to a limit, and resumes by itself when it returns.
-- ``queued`` and ``scheduled`` rows that RQ no longer knows (Redis restarted
-  without its data) are put back to ``pending`` with reason ``lost`` and
-  delivered again under the same id.
+- ``scheduled`` rows whose time has come are delivered: delayed jobs and
+  retries of abandoned attempts wait here rather than in RQ, and a retry RQ
+  scheduled is delivered by the relay if RQ's scheduler has not moved it
+  within a few seconds (it died with a killed worker, say).
+- ``queued`` rows that RQ no longer knows (Redis restarted without its data)
+  are put back to ``pending`` with reason ``lost`` and delivered again under
+  the same id.
 - ``started`` rows whose worker stopped heartbeating for
   ``NEXUS_ABANDONED_JOB_SECONDS`` (killed with SIGKILL, out of memory, a lost
   node) are settled from RQ if RQ saw the end, else retried when attempts
@@ -47,6 +51,7 @@ from nexus.jobs.models import FailureReason, Job, JobStatus
 
 log = get_logger(__name__)
 PENDING_GRACE = timedelta(seconds=3)  # the after-commit delivery's turn first
+SCHEDULER_GRACE = timedelta(seconds=5)  # RQ's scheduler's turn first
 BATCH = 200
 
 
@@ -85,12 +90,59 @@ def deliver_pending(*, sessions: sessionmaker[Session], queues: Queues) -> Relay
     return RelayReport(delivered=delivered)
 
 
-def reconcile_lost(*, sessions: sessionmaker[Session], queues: Queues, redis: Redis) -> RelayReport:
-    """Re-deliver queued or scheduled rows whose RQ job no longer exists."""
+def deliver_due(*, sessions: sessionmaker[Session], queues: Queues, redis: Redis) -> RelayReport:
+    """Deliver ``scheduled`` rows whose time has come.
+
+    Delays are held here, not in RQ. A retry RQ scheduled after an interval
+    is left to RQ's scheduler for a few seconds; if it has not moved it by
+    then (its process died with a killed worker, and its lock has not
+    expired yet), the relay delivers it itself.
+    """
+    now = _now()
     with sessions() as session:
         ids = session.scalars(
             select(Job.id)
-            .where(Job.status.in_([JobStatus.QUEUED, JobStatus.SCHEDULED]))
+            .where(Job.status == JobStatus.SCHEDULED, Job.run_at <= now)
+            .order_by(Job.run_at)
+            .limit(BATCH)
+        ).all()
+    delivered = 0
+    for job_id in ids:
+        rq_job = _rq_job(job_id, redis)
+        if rq_job is not None and rq_job.get_position() is not None:
+            _set_status(sessions, job_id, JobStatus.SCHEDULED, JobStatus.QUEUED)  # RQ moved it
+            continue
+        with sessions() as session, session.begin():
+            row = session.scalar(
+                select(Job)
+                .where(Job.id == job_id, Job.status == JobStatus.SCHEDULED)
+                .with_for_update(skip_locked=True)
+            )
+            if row is None or row.run_at is None:
+                continue
+            if rq_job is not None and row.run_at > now - SCHEDULER_GRACE:
+                continue  # RQ's scheduler's turn first
+            row.status = JobStatus.PENDING
+            row.run_at = None
+        if not services.deliver(job_id, queues=queues, sessions=sessions):
+            return RelayReport(delivered=delivered, redis_down=True)
+        delivered += 1
+    return RelayReport(delivered=delivered)
+
+
+def _set_status(
+    sessions: sessionmaker[Session], job_id: object, old: JobStatus, new: JobStatus
+) -> None:
+    with sessions() as session, session.begin():
+        session.execute(update(Job).where(Job.id == job_id, Job.status == old).values(status=new))
+
+
+def reconcile_lost(*, sessions: sessionmaker[Session], queues: Queues, redis: Redis) -> RelayReport:
+    """Re-deliver queued rows whose RQ job no longer exists."""
+    with sessions() as session:
+        ids = session.scalars(
+            select(Job.id)
+            .where(Job.status == JobStatus.QUEUED)
             .where(Job.enqueued_at < _now() - PENDING_GRACE)
             .order_by(Job.enqueued_at)
             .limit(BATCH)
@@ -104,10 +156,7 @@ def reconcile_lost(*, sessions: sessionmaker[Session], queues: Queues, redis: Re
             changed = (
                 session.execute(
                     update(Job)
-                    .where(
-                        Job.id == job_id,
-                        Job.status.in_([JobStatus.QUEUED, JobStatus.SCHEDULED]),
-                    )
+                    .where(Job.id == job_id, Job.status == JobStatus.QUEUED)
                     .values(status=JobStatus.PENDING, reason=FailureReason.LOST)
                     .returning(Job.id)
                 ).first()
@@ -208,6 +257,11 @@ class Reconciler:
         pending = deliver_pending(sessions=sessions, queues=queues)
         if pending.redis_down:
             return RelayReport(delivered=pending.delivered, scheduled=scheduled, redis_down=True)
+        due = deliver_due(sessions=sessions, queues=queues, redis=redis)
+        if due.redis_down:
+            return RelayReport(
+                delivered=pending.delivered + due.delivered, scheduled=scheduled, redis_down=True
+            )
         lost = reconcile_lost(sessions=sessions, queues=queues, redis=redis)
         recovered = RelayReport()
         if not lost.redis_down:
@@ -216,7 +270,7 @@ class Reconciler:
                 sessions=sessions, queues=queues, redis=redis, after=after
             )
         return RelayReport(
-            delivered=pending.delivered,
+            delivered=pending.delivered + due.delivered,
             lost=lost.lost,
             abandoned=recovered.abandoned,
             settled=recovered.settled,

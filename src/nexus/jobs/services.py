@@ -16,7 +16,6 @@ rows through ``cancel`` and ``retry``.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import uuid
@@ -156,7 +155,9 @@ def _queue_for(queues: Queues, job_type: registry.JobType) -> Queue:
 
 
 def deliver(job_id: uuid.UUID, *, queues: Queues, sessions: sessionmaker[Session]) -> bool:
-    """Hand a pending row to RQ; ``False`` (row left pending) when Redis is unreachable.
+    """Hand a pending row to RQ (or hold it as ``scheduled`` until its ``run_at``).
+
+    ``False`` (row left pending) when Redis is unreachable.
 
     The row stays locked while RQ takes the job, so a worker that starts it
     at once waits to mark it started until this marks it queued.
@@ -170,6 +171,11 @@ def deliver(job_id: uuid.UUID, *, queues: Queues, sessions: sessionmaker[Session
             )
             if row is None:
                 return True  # delivered already, or canceled
+            if row.run_at is not None and row.run_at > _now():
+                # Held here, not in RQ's scheduled registry: the relay of any
+                # worker delivers it when due, with no scheduler lock to wait for.
+                row.status = JobStatus.SCHEDULED
+                return True
             try:
                 job_type = registry.get(row.name)
             except registry.UnknownJobError:
@@ -201,20 +207,25 @@ def _hand_to_rq(row: Job, job_type: registry.JobType, queues: Queues) -> None:
         ),
         "meta": {"request_id": row.request_id, "user_id": str(row.enqueued_by or "")},
     }
-    if row.run_at is not None and row.run_at > _now():
-        # RQ's scheduler (run by workers) moves it to the queue when due.
-        job = queue.create_job(job_type.import_path, status=RQJobStatus.SCHEDULED, **options)
-        queue.schedule_job(job, row.run_at)
-        row.status = JobStatus.SCHEDULED
-    else:
-        queue.enqueue_call(job_type.import_path, **options)
-        row.status = JobStatus.QUEUED
+    queue.enqueue_call(job_type.import_path, **options)
+    row.status = JobStatus.QUEUED
+    row.run_at = None
     row.enqueued_at = _now()
 
 
 def _forget(job_id: str, redis: Redis) -> None:
-    with contextlib.suppress(NoSuchJobError):
-        RQJob.fetch(job_id, connection=redis, serializer=SERIALIZER).delete()
+    """Delete RQ's job ``job_id`` and every trace of it (registries, queue lists)."""
+    try:
+        job = RQJob.fetch(job_id, connection=redis, serializer=SERIALIZER)
+    except NoSuchJobError:
+        return
+    with redis.pipeline() as pipeline:
+        job.delete(pipeline=pipeline)
+        # A single-queue worker killed mid-dequeue leaves the id here, where
+        # RQ's maintenance would later fail whatever job has that id.
+        intermediate = Queue(job.origin, connection=redis).intermediate_queue_key
+        pipeline.lrem(intermediate, 0, job_id)
+        pipeline.execute()
 
 
 @dataclass(frozen=True)
@@ -275,14 +286,17 @@ def mark_outcome(
     result: Any = None,
     exc_string: str | None = None,
     timed_out: bool = False,
+    retry_in: int | None = None,
 ) -> bool:
-    """How attempt ``attempt`` ended: finished, failed, or waiting for a retry.
+    """How attempt ``attempt`` ended: finished, failed, or waiting ``retry_in`` s for a retry.
 
     Changes nothing (and answers ``False``) unless the row is still that
     attempt, running: a canceled job stays canceled, and a worker that was
     presumed dead cannot overwrite the attempt that replaced it.
     """
     values: dict[str, Any] = {"status": status, "heartbeat_at": None}
+    if retry_in is not None:
+        values["run_at"] = _now() + timedelta(seconds=retry_in)
     if status in ENDED_STATUSES:
         values["ended_at"] = _now()
     if status == JobStatus.FINISHED:
@@ -308,7 +322,8 @@ def settle_from_rq(session: Session, rq_job: RQJob, *, attempt: int) -> bool:
 
     The horse died (SIGKILL, out of memory) or could not reach PostgreSQL;
     RQ has since failed the job, or queued its retry. ``False`` if RQ does
-    not know yet either (the job is still ``started`` there).
+    not know yet either (the job is still ``started`` there, or ``queued``
+    without being in any queue).
     """
     status = rq_job.get_status(refresh=True)
     if status == RQJobStatus.FINISHED:
@@ -325,7 +340,9 @@ def settle_from_rq(session: Session, rq_job: RQJob, *, attempt: int) -> bool:
         RQJobStatus.QUEUED: JobStatus.QUEUED,  # a retry at once
         RQJobStatus.STOPPED: JobStatus.FAILED,
     }.get(status)
-    if mapped is None:
+    if mapped is None or (
+        mapped in (JobStatus.QUEUED, JobStatus.SCHEDULED) and not _waiting(rq_job)
+    ):
         return False
     latest = rq_job.latest_result()
     exc_string = (latest.exc_string if latest is not None else None) or rq_job.exc_info
@@ -337,6 +354,16 @@ def settle_from_rq(session: Session, rq_job: RQJob, *, attempt: int) -> bool:
         exc_string=exc_string or "AbandonedJobError: the attempt ended without a report",
         timed_out=bool(exc_string and "JobTimeoutException" in exc_string),
     )
+
+
+def _waiting(rq_job: RQJob) -> bool:
+    """RQ says queued or scheduled: is the job really in its queue or scheduled registry?
+
+    A worker killed between taking a job and starting it leaves it
+    ``queued`` in name only, in no queue, and it would never run.
+    """
+    queue = Queue(rq_job.origin, connection=rq_job.connection, serializer=SERIALIZER)
+    return rq_job.get_position() is not None or rq_job.id in queue.scheduled_job_registry
 
 
 def abandon(row: Job, *, redis: Redis, retry_wait: int) -> JobStatus:

@@ -25,8 +25,9 @@ of their own:
   includes a work horse killed under a living worker: RQ reports it to the
   worker, and so do we.
 
-The horse is killed with its worker (``PR_SET_PDEATHSIG``): an orphaned horse
-would run on unsupervised after its job was declared abandoned and retried.
+The horse (and RQ's scheduler process) die with their worker
+(``PR_SET_PDEATHSIG``): an orphaned horse would run on unsupervised after its
+job was declared abandoned and retried.
 The serializer is always JSON, whatever a command line says, because that
 is what the queues write. ``NexusSimpleWorker`` runs jobs in its own process
 instead of forking (tests, debuggers); it cannot heartbeat while a job runs,
@@ -68,6 +69,8 @@ T = TypeVar("T")
 # While PostgreSQL cannot record a start, the job goes back to its queue and
 # the worker waits this long before trying again.
 START_RETRY_SECONDS = 2.0
+MAINTENANCE_SECONDS = 60
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def heartbeat_interval(abandoned_seconds: int) -> int:
@@ -209,10 +212,11 @@ class _AppWorkerMixin(BaseWorker):
         attempt = self._attempt
         if attempt is not None:
             stopped = self._stopped_job_id == job.id  # canceled by an admin: the row says so
+            retry_in = None
             if stopped or not job.should_retry:
                 status = JobStatus.FAILED
-            elif job.get_retry_interval():
-                status = JobStatus.SCHEDULED
+            elif retry_in := job.get_retry_interval():
+                status = JobStatus.SCHEDULED  # RQ's scheduler (or the relay) queues it when due
             else:
                 status = JobStatus.QUEUED
             self._report(
@@ -223,6 +227,7 @@ class _AppWorkerMixin(BaseWorker):
                     status=status,
                     exc_string=exc_string or "Error: the job failed",
                     timed_out="JobTimeoutException" in exc_string,
+                    retry_in=retry_in,
                 )
             )
         super().handle_job_failure(job, queue, started_job_registry, exc_string)
@@ -248,27 +253,46 @@ class _AppWorkerMixin(BaseWorker):
 class NexusWorker(_AppWorkerMixin, Worker):
     """Forks a work horse per job, so a crashing job cannot take the worker down."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # RQ re-takes the scheduler lock of a killed worker (61 s TTL) only in
+        # its maintenance pass; every 10 minutes by default is too rare.
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
+        super().__init__(*args, **kwargs)
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        _children_die_with(os.getpid())
+        worked: bool = super().work(*args, **kwargs)
+        return worked
+
     def maintain_heartbeats(self, job: Job) -> None:
         attempt = self._attempt
         if attempt is not None:
             self._report(lambda session: job_services.heartbeat(session, job.id, attempt))
         super().maintain_heartbeats(job)
 
-    def main_work_horse(self, job: Job, queue: Queue) -> None:
-        _die_with_parent(self.pid or os.getppid())
-        super().main_work_horse(job, queue)
-
 
 class NexusSimpleWorker(_AppWorkerMixin, SimpleWorker):
     """Runs each job in the worker process itself."""
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel SIGKILL this process when its parent dies (Linux only)."""
-    if not sys.platform.startswith("linux"):
+_DEATH_PACT: list[int] = []
+
+
+def _children_die_with(worker_pid: int) -> None:
+    """Have the kernel SIGKILL the worker's direct children (horse, scheduler) when it dies.
+
+    An orphaned horse would run on, unsupervised, beside the retry of its
+    job; an orphaned RQ scheduler would keep the scheduler lock. Linux only
+    (``PR_SET_PDEATHSIG``); registered once per process.
+    """
+    if not sys.platform.startswith("linux") or _DEATH_PACT:
         return
-    pr_set_pdeathsig = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # it died before the call above
-        os._exit(1)
+    _DEATH_PACT.append(worker_pid)
+
+    def after_fork_in_child() -> None:
+        # Only the worker's own children: a job's own subprocesses are left alone.
+        if os.getppid() == worker_pid:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    os.register_at_fork(after_in_child=after_fork_in_child)

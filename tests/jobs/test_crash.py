@@ -1,0 +1,166 @@
+"""Real workers killed for real: ``kill -9`` on a worker, on its work horse, and a cancel mid-run.
+
+Each test runs ``flask --app nexus worker`` processes on a fresh database
+and enqueues canaries through an app on that database. The abandoned-job
+threshold is lowered to 6 s (heartbeats every second) so that a recovery
+takes seconds; nothing here asserts a duration.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+
+import psutil
+import pytest
+from flask import Flask
+from redis import Redis
+from rq import Worker
+
+from nexus.infrastructure.database import get_database
+from nexus.infrastructure.queue import get_queues
+from nexus.jobs import canary, services
+from nexus.jobs.models import Job
+from tests.support import start_worker, stop_worker, wait_for
+
+ABANDONED = "6"
+
+
+@pytest.fixture
+def durable(make_app: Callable[..., Flask], fresh_database: str, redis: Redis) -> Flask:
+    """An app on the database the worker processes use (commits are real)."""
+    return make_app(database_url=fresh_database)
+
+
+@pytest.fixture
+def spawn(
+    subprocess_env: Callable[..., dict[str, str]], fresh_database: str
+) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    workers: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        env = subprocess_env(fresh_database, NEXUS_ABANDONED_JOB_SECONDS=ABANDONED)
+        worker = start_worker(env)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        if worker.poll() is None:
+            stop_worker(worker, timeout=30)
+        elif worker.stdout is not None and not worker.stdout.closed:
+            worker.communicate()  # closes its output pipe
+
+
+def _enqueue_canary(app: Flask, seconds: float) -> uuid.UUID:
+    with app.app_context():
+        sessions = get_database().sessionmaker
+        with sessions() as session, session.begin():
+            job = canary.enqueue_canary(
+                session=session, queues=get_queues(), sessions=sessions, seconds=seconds
+            )
+            return job.id
+
+
+def _job(app: Flask, job_id: uuid.UUID) -> Job:
+    with app.app_context(), get_database().sessionmaker() as session:
+        job = services.get_job(session, job_id)
+        assert job is not None
+        session.expunge(job)
+        return job
+
+
+def _wait_idle(redis: Redis, worker: subprocess.Popen[bytes]) -> None:
+    def idle() -> bool:
+        return any(w.pid == worker.pid and w.get_state() == "idle" for w in Worker.all(redis))
+
+    wait_for(idle, timeout=30)
+
+
+def _horse(worker: subprocess.Popen[bytes], before: set[int]) -> psutil.Process:
+    """The work horse: the child the worker forked for the job (RQ's scheduler was there before)."""
+
+    def forked() -> psutil.Process | None:
+        fresh = [p for p in psutil.Process(worker.pid).children() if p.pid not in before]
+        return fresh[0] if fresh else None
+
+    return wait_for(forked, timeout=30)
+
+
+def _children(worker: subprocess.Popen[bytes]) -> set[int]:
+    return {p.pid for p in psutil.Process(worker.pid).children()}
+
+
+def test_kill_9_on_worker_and_horse_then_a_restart_retries_the_job(
+    durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    worker = spawn()
+    _wait_idle(redis, worker)
+    before = _children(worker)
+    job_id = _enqueue_canary(durable, seconds=4)
+    horse = _horse(worker, before)
+    wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    for process in (worker, horse):
+        process.kill()  # SIGKILL: no handler runs, nothing is reported
+    worker.communicate()
+    assert _job(durable, job_id).status == "started"  # what the dead worker left behind
+
+    spawn()  # the restart (make dev's supervisor, a container restart)
+    done = wait_for(
+        lambda: (job := _job(durable, job_id)).status in ("finished", "failed") and job,
+        timeout=90,
+    )
+    assert (done.status, done.attempts) == ("finished", 2)
+
+
+def test_kill_9_on_the_horse_alone_is_reported_by_its_worker_and_retried(
+    durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    worker = spawn()
+    _wait_idle(redis, worker)
+    before = _children(worker)
+    job_id = _enqueue_canary(durable, seconds=3)
+    horse = _horse(worker, before)
+    wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    horse.send_signal(signal.SIGKILL)
+    # The living worker records the dead attempt at once and RQ retries it.
+    retried = wait_for(lambda: (job := _job(durable, job_id)).attempts == 2 and job, timeout=60)
+    assert retried.reason in ("abandoned", None)  # None once the retry has finished
+    done = wait_for(lambda: (job := _job(durable, job_id)).status == "finished" and job, timeout=60)
+    assert done.attempts == 2
+    assert worker.poll() is None  # the worker itself carried on
+
+
+def test_kill_9_on_the_worker_takes_its_horse_with_it(
+    durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    worker = spawn()
+    _wait_idle(redis, worker)
+    before = _children(worker)
+    job_id = _enqueue_canary(durable, seconds=60)
+    horse = _horse(worker, before)
+    wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    worker.kill()
+    worker.communicate()
+    # An orphaned horse would run on, unsupervised, beside the retry.
+    wait_for(lambda: not horse.is_running() or horse.status() == psutil.STATUS_ZOMBIE, timeout=10)
+
+
+def test_cancel_stops_a_running_job_and_the_worker_carries_on(
+    durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    worker = spawn()
+    _wait_idle(redis, worker)
+    job_id = _enqueue_canary(durable, seconds=60)
+    wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    with durable.app_context(), get_database().sessionmaker() as session, session.begin():
+        services.cancel(session, job_id, redis=get_queues().default.connection)
+    _wait_idle(redis, worker)  # the horse was killed; the worker took the next job
+    canceled = _job(durable, job_id)
+    assert (canceled.status, canceled.attempts, canceled.result) == ("canceled", 1, None)
+    # And it still works.
+    next_id = _enqueue_canary(durable, seconds=0)
+    assert wait_for(lambda: _job(durable, next_id).status == "finished", timeout=30)
+    assert worker.poll() is None
