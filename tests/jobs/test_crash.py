@@ -29,12 +29,6 @@ ABANDONED = "6"
 
 
 @pytest.fixture
-def durable(make_app: Callable[..., Flask], fresh_database: str, redis: Redis) -> Flask:
-    """An app on the database the worker processes use (commits are real)."""
-    return make_app(database_url=fresh_database)
-
-
-@pytest.fixture
 def spawn(
     subprocess_env: Callable[..., dict[str, str]], fresh_database: str
 ) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:

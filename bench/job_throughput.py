@@ -1,0 +1,100 @@
+"""Jobs per second through one worker: Nexus' durable jobs against bare RQ, side by side.
+
+    .venv/bin/python bench/job_throughput.py [--jobs 300] [--rounds 3]
+
+Needs DATABASE_URL and REDIS_URL (``make dev``'s servers: ``set -a; . ./.env``),
+and uses Redis database 14 so that the dev worker does not take the jobs.
+Each round, in alternating order so machine noise hits both alike, runs:
+
+- bare: ``queue.enqueue(noop)`` N times, then a plain RQ ``Worker`` (forking,
+  JSON serializer) drains the queue in burst mode;
+- nexus: N ``jobs.services.enqueue`` calls, each committing its row, then a
+  ``NexusWorker`` drains the queue (each job: attempt counted, app context,
+  outcome written to its row).
+
+Reports each side's median jobs/s and the ratio (nexus / bare). The rows it
+creates are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+from redis import Redis
+from rq import Queue, Worker
+from sqlalchemy import delete
+
+from nexus.app import create_app
+from nexus.config import load_settings
+from nexus.infrastructure.database import get_database
+from nexus.infrastructure.queue import SERIALIZER, get_queues
+from nexus.jobs import services
+from nexus.jobs.models import Job
+from nexus.jobs.registry import job_type
+from nexus.jobs.worker import NexusWorker
+
+
+@job_type("bench.noop")
+def noop() -> None:
+    """The smallest job: what is measured is the machinery around it."""
+
+
+def bare_round(redis: Redis, jobs: int) -> float:
+    queue = Queue("bench-bare", connection=redis, serializer=SERIALIZER)
+    started = time.perf_counter()
+    for _ in range(jobs):
+        queue.enqueue(noop)
+    Worker([queue], connection=redis, serializer=SERIALIZER).work(burst=True)
+    return jobs / (time.perf_counter() - started)
+
+
+def nexus_round(app_redis: Redis, jobs: int) -> float:
+    app = create_app(load_settings().model_copy(update={"redis_url": app_redis_url(app_redis)}))
+    with app.app_context():
+        sessions = get_database().sessionmaker
+        queues = get_queues()
+        started = time.perf_counter()
+        for _ in range(jobs):
+            with sessions() as session, session.begin():
+                services.enqueue(session=session, queues=queues, sessions=sessions, name="bench.noop")
+    NexusWorker(queues.ordered, connection=queues.default.connection, app=app).work(burst=True)
+    rate = jobs / (time.perf_counter() - started)
+    with app.app_context(), get_database().sessionmaker() as session, session.begin():
+        session.execute(delete(Job).where(Job.name == "bench.noop"))
+    return rate
+
+
+def app_redis_url(redis: Redis) -> str:
+    kwargs = redis.connection_pool.connection_kwargs
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    redis = Redis.from_url(os.environ["REDIS_URL"], db=14)
+    redis.flushdb()
+    sides: dict[str, Callable[[], float]] = {
+        "bare": lambda: bare_round(redis, args.jobs),
+        "nexus": lambda: nexus_round(redis, args.jobs),
+    }
+    rates: dict[str, list[float]] = {"bare": [], "nexus": []}
+    for round_number in range(args.rounds):
+        order = ["bare", "nexus"] if round_number % 2 == 0 else ["nexus", "bare"]
+        for side in order:
+            rates[side].append(sides[side]())
+    redis.flushdb()
+    bare, nexus = statistics.median(rates["bare"]), statistics.median(rates["nexus"])
+    print(f"bare RQ        median {bare:7.1f} jobs/s  ({args.rounds} rounds of {args.jobs})")
+    print(f"nexus durable  median {nexus:7.1f} jobs/s")
+    print(f"ratio nexus/bare: {nexus / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()
