@@ -60,7 +60,9 @@ def nexus_round(app_redis: Redis, jobs: int) -> float:
         started = time.perf_counter()
         for _ in range(jobs):
             with sessions() as session, session.begin():
-                services.enqueue(session=session, queues=queues, sessions=sessions, name="bench.noop")
+                services.enqueue(
+                    session=session, queues=queues, sessions=sessions, name="bench.noop"
+                )
     NexusWorker(queues.ordered, connection=queues.default.connection, app=app).work(burst=True)
     rate = jobs / (time.perf_counter() - started)
     with app.app_context(), get_database().sessionmaker() as session, session.begin():
