@@ -369,9 +369,10 @@ def _waiting(rq_job: RQJob) -> bool:
 def abandon(row: Job, *, redis: Redis, retry_wait: int) -> JobStatus:
     """The locked, running ``row`` stopped heartbeating: retry it if it may, else fail it.
 
-    Its traces in RQ are removed first (``_hand_to_rq`` does it for a retry),
-    so that RQ's own clean-up does not act on the dead attempt later.
+    Its traces in RQ are removed, so that RQ's own clean-up does not act on
+    the dead attempt later, and the retry is the relay's to deliver when due.
     """
+    _forget(str(row.id), redis)
     values = _failure(
         "AbandonedJobError: its worker stopped heartbeating (killed, or lost its node)",
         timed_out=False,
@@ -384,7 +385,6 @@ def abandon(row: Job, *, redis: Redis, retry_wait: int) -> JobStatus:
         row.status = JobStatus.PENDING
         row.run_at = _now() + timedelta(seconds=retry_wait) if retry_wait else None
         return JobStatus.PENDING
-    _forget(str(row.id), redis)
     row.status = JobStatus.FAILED
     row.ended_at = _now()
     return JobStatus.FAILED

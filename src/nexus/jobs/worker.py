@@ -49,6 +49,7 @@ from typing import Any, TypeVar
 
 import structlog
 from flask import Flask
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job
@@ -268,7 +269,24 @@ class NexusWorker(_AppWorkerMixin, Worker):
         attempt = self._attempt
         if attempt is not None:
             self._report(lambda session: job_services.heartbeat(session, job.id, attempt))
-        super().maintain_heartbeats(job)
+        try:
+            super().maintain_heartbeats(job)
+        except RedisError as exc:
+            # RQ lets this end the worker (and so the job) on a Redis blip.
+            # The job does not need Redis to run, and PostgreSQL has its
+            # heartbeat: keep supervising it.
+            log.warning("jobs.heartbeat_to_redis_failed", job_id=job.id, error=str(exc))
+
+    def set_current_job_working_time(
+        self, current_job_working_time: float, pipeline: Any = None
+    ) -> None:
+        # Bookkeeping for dashboards, written while supervising a horse: a
+        # Redis blip here must not end the worker either (its dequeue loop
+        # waits for Redis to come back).
+        try:
+            super().set_current_job_working_time(current_job_working_time, pipeline)
+        except RedisError as exc:
+            log.warning("jobs.worker_state_not_saved", error=str(exc))
 
 
 class NexusSimpleWorker(_AppWorkerMixin, SimpleWorker):
