@@ -37,7 +37,6 @@ from nexus.jobs.models import Job
 from nexus.jobs.registry import job_type
 from nexus.jobs.worker import NexusWorker
 
-
 # The smallest job, importable by both workers: what is measured is the
 # machinery around it. (A function defined here would live in __main__.)
 noop = job_type("bench.noop")(os.getpid)
