@@ -7,8 +7,10 @@ a one-line reason when it fails.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -38,6 +40,7 @@ from nexus.jobs.ping import PingError, send_ping
 from nexus.jobs.worker import NexusWorker
 
 log = get_logger(__name__)
+WORKER_RESTART_SECONDS = 2.0
 
 
 @click.command("worker")
@@ -49,7 +52,7 @@ log = get_logger(__name__)
     multiple=True,
     help="Serve only these queues (repeatable), in this order. Default: high, default, low.",
 )
-@click.option("--name", default=None, help="Worker name (default: host.pid).")
+@click.option("--name", default=None, help="Worker name (default: a random id).")
 @with_appcontext
 def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) -> None:
     """Run an RQ worker whose jobs run inside this app."""
@@ -64,16 +67,29 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
     # Its own pool: RQ raises the socket timeout of the pool it is given to
     # outlast its blocking dequeue, which the app's commands should not inherit.
     connection = create_redis(settings, client_name="nexus-worker")
-    worker = NexusWorker(
-        [queue.name for queue in queues],
-        connection=connection,
-        name=name,
-        app=current_app._get_current_object(),  # type: ignore[attr-defined]
-    )
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        # The scheduler moves delayed jobs and retries-with-backoff to their
-        # queue when due; RQ lets one worker at a time hold it.
-        worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)
+        for run in itertools.count():
+            worker = NexusWorker(
+                [queue.name for queue in queues],
+                connection=connection,
+                # A crashed run may have left its name registered in Redis.
+                name=name if run == 0 or name is None else f"{name}.{run}",
+                app=app,
+            )
+            try:
+                # The scheduler moves RQ's own interval retries to their queue
+                # when due; RQ lets one worker at a time hold it.
+                worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)
+            except RedisError as exc:
+                log.warning("worker.redis_lost", error=str(exc))
+            if burst or worker.stop_requested:
+                return
+            # RQ ends its work loop on a Redis error between jobs (it waits
+            # out outages only while idle); start a fresh loop instead of
+            # leaving that to a supervisor.
+            log.warning("worker.restarting", wait_seconds=WORKER_RESTART_SECONDS)
+            time.sleep(WORKER_RESTART_SECONDS)
     finally:
         connection.connection_pool.disconnect()
 

@@ -101,6 +101,12 @@ class _AppWorkerMixin(BaseWorker):
         self._attempt: int | None = None
         super().__init__(*args, **kwargs)
 
+    @property
+    def stop_requested(self) -> bool:
+        """SIGTERM/SIGINT was received (as opposed to the work loop ending on an error)."""
+        # RQ only sets _stop_requested when a job is running.
+        return bool(self._stop_requested) or self._shutdown_requested_date is not None
+
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
         """SIGTERM/SIGINT: finish the running job, but within the grace period.
 
@@ -139,6 +145,30 @@ class _AppWorkerMixin(BaseWorker):
         return worked
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            self._execute(job, queue)
+        except RedisError as exc:
+            # Redis went away during RQ's bookkeeping around the job. RQ
+            # would end the worker here; instead it waits for Redis in its
+            # dequeue loop. A horse it can no longer supervise is stopped:
+            # the job's row has what the reconciler needs to retry it.
+            if self.horse_pid:
+                self.kill_horse()
+                self.wait_for_horse()
+            log.warning("jobs.redis_lost_during_job", job_id=job.id, error=str(exc))
+        finally:
+            self._attempt = None
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        # RQ's work loop heartbeats between jobs outside its Redis retry
+        # loop, so a Redis blip there ends the worker. Skip this beat; the
+        # next dequeue meets the same error inside that loop and waits.
+        try:
+            super().heartbeat(timeout, pipeline)
+        except RedisError as exc:
+            log.warning("jobs.worker_heartbeat_failed", error=str(exc))
+
+    def _execute(self, job: Job, queue: Queue) -> None:
         attempt = self._report(
             lambda session: job_services.start_attempt(session, job.id, worker=self.name)
         )
@@ -149,10 +179,7 @@ class _AppWorkerMixin(BaseWorker):
             self._skip(job, queue, attempt.status)
             return
         self._attempt = attempt.number
-        try:
-            super().execute_job(job, queue)
-        finally:
-            self._attempt = None
+        super().execute_job(job, queue)
 
     def _put_back(self, job: Job, queue: Queue) -> None:
         """PostgreSQL could not count the attempt: a job does not run unrecorded."""
@@ -188,6 +215,15 @@ class _AppWorkerMixin(BaseWorker):
             finally:
                 structlog.contextvars.clear_contextvars()
         return performed
+
+    def handle_execution_ended(self, job: Job, queue: Queue, heartbeat_ttl: int) -> None:
+        # The job has returned; RQ heartbeats it once more before recording
+        # the success. A Redis blip there must not turn work that is done
+        # into a failure that never reaches the row.
+        try:
+            super().handle_execution_ended(job, queue, heartbeat_ttl)
+        except RedisError as exc:
+            log.warning("jobs.heartbeat_to_redis_failed", job_id=job.id, error=str(exc))
 
     def handle_job_success(
         self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry
