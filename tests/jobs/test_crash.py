@@ -20,6 +20,7 @@ from redis import Redis
 from rq import Worker
 
 from nexus.infrastructure.database import get_database
+from nexus.infrastructure.local_services import RedisServer, stop_process
 from nexus.infrastructure.queue import get_queues
 from nexus.jobs import canary, services
 from nexus.jobs.models import Job
@@ -158,3 +159,36 @@ def test_cancel_stops_a_running_job_and_the_worker_carries_on(
     next_id = _enqueue_canary(durable, seconds=0)
     assert wait_for(lambda: _job(durable, next_id).status == "finished", timeout=30)
     assert worker.poll() is None
+
+
+def test_redis_killed_and_wiped_mid_job_the_job_finishes_once_and_the_worker_carries_on(
+    make_app: Callable[..., Flask],
+    fresh_database: str,
+    subprocess_env: Callable[..., dict[str, str]],
+    own_redis: tuple[RedisServer, subprocess.Popen[bytes]],
+) -> None:
+    server, process = own_redis
+    app = make_app(database_url=fresh_database, redis_url=server.url())
+    worker = start_worker(subprocess_env(fresh_database, REDIS_URL=server.url()))
+    try:
+        job_id = _enqueue_canary(app, seconds=3)
+        wait_for(lambda: _job(app, job_id).status == "started", timeout=30)
+        stop_process(process, sig=signal.SIGKILL)  # Redis dies; it had no persistence
+        restarted = subprocess.Popen(
+            server.command(), stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            server.wait_ready(process=restarted)
+            done = wait_for(
+                lambda: (job := _job(app, job_id)).status == "finished" and job, timeout=60
+            )
+            assert done.attempts == 1  # recorded in PostgreSQL while Redis was away
+            # The worker is still the same process, and still takes jobs.
+            assert worker.poll() is None
+            next_id = _enqueue_canary(app, seconds=0)
+            assert wait_for(lambda: _job(app, next_id).status == "finished", timeout=60)
+        finally:
+            stop_process(restarted)
+    finally:
+        output = stop_worker(worker)
+    assert worker.returncode == 0, output
