@@ -16,9 +16,15 @@ from sqlalchemy.orm import Session
 
 from nexus.audit.models import AuditLog
 from nexus.infrastructure.queue import SERIALIZER
+from nexus.jobs import registry
 from tests.accounts_fixtures import Tokens
 from tests.api.test_errors import assert_problem
 from tests.jobs.test_durable import enqueue, row, run_worker
+
+
+@registry.job_type("tests.unique_failure", unique=True)
+def unique_failure(key: str) -> None:
+    raise RuntimeError(f"{key} is broken")
 
 
 def _list(client: FlaskClient, admin: Tokens, query: str = "") -> dict[str, Any]:
@@ -138,3 +144,21 @@ def test_cancel_stops_a_queued_job_from_running_and_is_audited(
     )
     run_worker(app, redis)
     assert row(db_session, job.id).status == "finished"
+
+
+def test_retry_refuses_a_unique_job_whose_twin_is_active(
+    client: FlaskClient, admin: Tokens, app: Flask, db_session: Session, redis: Redis
+) -> None:
+    with app.app_context():
+        failed = enqueue("tests.unique_failure", key="k1")
+    run_worker(app, redis)
+    with app.app_context():
+        twin = enqueue("tests.unique_failure", key="k1")  # allowed: the first has ended
+    assert twin.id != failed.id
+    problem = assert_problem(
+        client.post(f"/api/v1/admin/jobs/{failed.id}/retry", headers=admin.headers),
+        409,
+        "E_CONFLICT",
+    )
+    assert problem["detail"] == "An identical job is already waiting or running."
+    assert row(db_session, failed.id).status == "failed"  # unchanged

@@ -394,7 +394,7 @@ def cancel(session: Session, job_id: uuid.UUID, *, redis: Redis) -> Job:
     """Cancel a job that has not ended; a running one is stopped (its work horse killed)."""
     row = _locked(session, job_id)
     if row.status in ENDED_STATUSES:
-        raise JobStateError(f"the job has already ended ({row.status})")
+        raise JobStateError(f"The job has already ended ({row.status}).")
     was_running = row.status == JobStatus.STARTED
     row.status = JobStatus.CANCELED
     row.ended_at = _now()
@@ -424,7 +424,7 @@ def retry(
     row = _locked(session, job_id)
     if row.status not in (JobStatus.FAILED, JobStatus.CANCELED):
         raise JobStateError(
-            f"only failed or canceled jobs can be retried (this one is {row.status})"
+            f"Only failed or canceled jobs can be retried (this one is {row.status})."
         )
     job_type = registry.get(row.name)
     row.status = JobStatus.PENDING
@@ -436,7 +436,7 @@ def retry(
             session.flush()
     except IntegrityError:
         # A unique job type: another job with these arguments is active.
-        raise JobStateError("an identical job is already waiting or running") from None
+        raise JobStateError("An identical job is already waiting or running.") from None
     after_commit(session, lambda: deliver(job_id, queues=queues, sessions=sessions))
     return row
 
