@@ -273,3 +273,58 @@ def test_retries_spend_the_intervals_in_order(app: Flask) -> None:
     assert retry is not None
     assert (retry.max, retry.intervals) == (1, [5])
     assert timedelta(seconds=registry.get("jobs.canary").interval(7)) == timedelta(seconds=5)
+
+
+def test_a_delayed_job_waits_in_postgresql_and_the_relay_delivers_it_when_due(
+    app: Flask, db_session: Session, redis: Redis
+) -> None:
+    with app.app_context():
+        session = get_session()
+        with transaction(session):
+            job = services.enqueue(
+                session=session,
+                queues=get_queues(),
+                sessions=get_database().sessionmaker,
+                name="tests.add",
+                arguments={"a": 5, "b": 5},
+                delay=timedelta(hours=1),
+            )
+        assert get_queues().default.count == 0  # not in RQ at all
+    assert row(db_session, job.id).status == "scheduled"
+    assert _reconcile(app) == RelayReport()  # not due yet
+    db_session.execute(
+        text("UPDATE jobs SET run_at = now() - interval '1 second' WHERE id = :id"), {"id": job.id}
+    )
+    db_session.commit()
+    assert _reconcile(app) == RelayReport(delivered=1)
+    run_worker(app, redis)
+    done = row(db_session, job.id)
+    assert (done.status, done.result, done.run_at) == ("finished", {"sum": 10}, None)
+
+
+def test_a_retry_rqs_scheduler_did_not_move_is_delivered_by_the_relay(
+    app: Flask, db_session: Session, redis: Redis
+) -> None:
+    # RQ scheduled an interval retry, then its scheduler died with its worker.
+    with app.app_context():
+        job = enqueue("tests.survivor", n=4)
+        queue = get_queues().default
+        rq_job = queue.fetch_job(str(job.id))
+        assert rq_job is not None
+        queue.remove(rq_job)
+        queue.schedule_job(rq_job, datetime.now(UTC) - timedelta(minutes=1))
+    db_session.execute(
+        text(
+            "UPDATE jobs SET status = 'scheduled', attempts = 1,"
+            " run_at = now() - interval '1 minute' WHERE id = :id"
+        ),
+        {"id": job.id},
+    )
+    db_session.commit()
+    assert _reconcile(app) == RelayReport(delivered=1)
+    with app.app_context():
+        assert get_queues().default.job_ids == [str(job.id)]
+        assert get_queues().default.scheduled_job_registry.get_job_ids() == []
+    run_worker(app, redis)
+    done = row(db_session, job.id)
+    assert (done.status, done.attempts, done.result) == ("finished", 2, 8)
