@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import socket
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from types import FrameType
 
 import click
 from email_validator import EmailNotValidError, validate_email
@@ -21,6 +23,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from redis.exceptions import RedisError
 from rq import Worker
+from rq.exceptions import StopRequested
 
 from nexus import migrations
 from nexus.accounts import services as account_services
@@ -89,9 +92,22 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
             # out outages only while idle); start a fresh loop instead of
             # leaving that to a supervisor.
             log.warning("worker.restarting", wait_seconds=WORKER_RESTART_SECONDS)
+            _stop_on_signal()
             time.sleep(WORKER_RESTART_SECONDS)
+    except StopRequested:
+        return  # SIGTERM/SIGINT while RQ was tearing down, or between two runs
     finally:
         connection.connection_pool.disconnect()
+
+
+def _stop_on_signal() -> None:
+    """Between two runs of RQ's loop, SIGTERM/SIGINT end the command (RQ's handlers need Redis)."""
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        raise StopRequested
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 @click.command("worker-health")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -18,10 +19,12 @@ import pytest
 from flask import Flask
 from redis import Redis
 from rq import Worker
+from rq.job import Job as RQJob
+from sqlalchemy import func, update
 
 from nexus.infrastructure.database import get_database
 from nexus.infrastructure.local_services import RedisServer, stop_process
-from nexus.infrastructure.queue import get_queues
+from nexus.infrastructure.queue import SERIALIZER, get_queues
 from nexus.jobs import canary, services
 from nexus.jobs.models import Job
 from tests.support import start_worker, stop_worker, wait_for
@@ -161,6 +164,23 @@ def test_cancel_stops_a_running_job_and_the_worker_carries_on(
     assert worker.poll() is None
 
 
+def test_a_cancel_rq_never_heard_of_stops_the_job_at_its_next_heartbeat(
+    durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    worker = spawn()
+    _wait_idle(redis, worker)
+    job_id = _enqueue_canary(durable, seconds=60)
+    wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    # Canceled while Redis was unreachable: no stop command was ever sent.
+    with durable.app_context(), get_database().sessionmaker() as session, session.begin():
+        session.execute(
+            update(Job).where(Job.id == job_id).values(status="canceled", ended_at=func.now())
+        )
+    _wait_idle(redis, worker)  # within a heartbeat (1 s here), not 60 s
+    assert _job(durable, job_id).status == "canceled"
+    assert worker.poll() is None
+
+
 def test_redis_killed_and_wiped_mid_job_the_job_finishes_once_and_the_worker_carries_on(
     make_app: Callable[..., Flask],
     fresh_database: str,
@@ -172,7 +192,18 @@ def test_redis_killed_and_wiped_mid_job_the_job_finishes_once_and_the_worker_car
     worker = start_worker(subprocess_env(fresh_database, REDIS_URL=server.url()))
     try:
         job_id = _enqueue_canary(app, seconds=3)
-        wait_for(lambda: _job(app, job_id).status == "started", timeout=30)
+        # Past RQ's own start-up writes (a Redis error there fails the
+        # attempt before the job runs, which RQ then retries): mid-job.
+        with app.app_context():
+            redis = get_queues().default.connection
+            wait_for(
+                lambda: (
+                    RQJob.fetch(str(job_id), connection=redis, serializer=SERIALIZER).get_status()
+                    == "started"
+                ),
+                timeout=30,
+            )
+        time.sleep(0.5)
         stop_process(process, sig=signal.SIGKILL)  # Redis dies; it had no persistence
         restarted = subprocess.Popen(
             server.command(), stdout=subprocess.DEVNULL, start_new_session=True

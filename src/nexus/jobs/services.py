@@ -268,13 +268,19 @@ def start_attempt(session: Session, job_id: str, *, worker: str) -> Attempt:
     return Attempt(run=status is None, status=status)
 
 
-def heartbeat(session: Session, job_id: str, attempt: int) -> None:
-    """The attempt is still running (written by the worker every few seconds)."""
-    session.execute(
+def heartbeat(session: Session, job_id: str, attempt: int) -> bool:
+    """The attempt is still running (written by the worker every few seconds).
+
+    ``False`` when the row no longer wants it to run: it was canceled, or
+    the attempt was given up on and replaced.
+    """
+    changed = session.execute(
         update(Job)
         .where(Job.id == _uuid(job_id), Job.attempts == attempt, Job.status == JobStatus.STARTED)
         .values(heartbeat_at=_now())
-    )
+        .returning(Job.id)
+    ).first()
+    return changed is not None
 
 
 def mark_outcome(

@@ -304,7 +304,14 @@ class NexusWorker(_AppWorkerMixin, Worker):
     def maintain_heartbeats(self, job: Job) -> None:
         attempt = self._attempt
         if attempt is not None:
-            self._report(lambda session: job_services.heartbeat(session, job.id, attempt))
+            wanted = self._report(lambda session: job_services.heartbeat(session, job.id, attempt))
+            if wanted is False and self.horse_pid:
+                # Canceled (RQ's stop command can miss a job that is just
+                # starting, or be sent while Redis is down), or replaced by
+                # a retry: stop it, as RQ's stop command would.
+                log.warning("jobs.stopping_unwanted_attempt", job_id=job.id, attempt=attempt)
+                self._stopped_job_id = job.id
+                self.kill_horse()
         try:
             super().maintain_heartbeats(job)
         except RedisError as exc:
