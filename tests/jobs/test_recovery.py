@@ -9,6 +9,7 @@ an execution in its started registry, and nobody heartbeats. The real kill
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
@@ -21,9 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from nexus.infrastructure.database import get_database, get_session, transaction
+from nexus.infrastructure.local_services import free_port
 from nexus.infrastructure.queue import SERIALIZER, get_queues
 from nexus.jobs import registry, services
 from nexus.jobs.relay import Reconciler, RelayReport
+from nexus.jobs.worker import NexusSimpleWorker
 from tests.jobs.test_durable import enqueue, row, run_worker
 
 
@@ -328,3 +331,18 @@ def test_a_retry_rqs_scheduler_did_not_move_is_delivered_by_the_relay(
     run_worker(app, redis)
     done = row(db_session, job.id)
     assert (done.status, done.attempts, done.result) == ("finished", 2, 8)
+
+
+def test_a_job_whose_start_cannot_be_recorded_goes_back_to_its_queue(
+    make_app: Callable[..., Flask], app: Flask, db_session: Session, redis: Redis
+) -> None:
+    with app.app_context():
+        job = enqueue("tests.add", a=1, b=1)
+        queue = get_queues().default
+    blind = make_app(database_url=f"postgresql://nexus@127.0.0.1:{free_port()}/nexus")
+    worker = NexusSimpleWorker([queue], connection=redis, app=blind)
+    worker.work(burst=True, max_jobs=1)  # PostgreSQL is unreachable for this worker
+    assert queue.job_ids == [str(job.id)]  # not run, not lost
+    assert row(db_session, job.id).attempts == 0
+    run_worker(app, redis)
+    assert row(db_session, job.id).status == "finished"
