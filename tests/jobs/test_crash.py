@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import psutil
 import pytest
@@ -91,15 +92,36 @@ def _children(worker: subprocess.Popen[bytes]) -> set[int]:
     return {p.pid for p in psutil.Process(worker.pid).children()}
 
 
-def test_kill_9_on_worker_and_horse_then_a_restart_retries_the_job(
-    durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
-) -> None:
+@dataclass
+class Running:
+    """A worker process running a canary, and the canary's work horse."""
+
+    worker: subprocess.Popen[bytes]
+    horse: psutil.Process
+    job_id: uuid.UUID
+
+
+def _run_canary(
+    durable: Flask,
+    redis: Redis,
+    spawn: Callable[[], subprocess.Popen[bytes]],
+    *,
+    seconds: float,
+) -> Running:
     worker = spawn()
     _wait_idle(redis, worker)
     before = _children(worker)
-    job_id = _enqueue_canary(durable, seconds=4)
+    job_id = _enqueue_canary(durable, seconds=seconds)
     horse = _horse(worker, before)
     wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    return Running(worker, horse, job_id)
+
+
+def test_kill_9_on_worker_and_horse_then_a_restart_retries_the_job(
+    durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
+) -> None:
+    running = _run_canary(durable, redis, spawn, seconds=4)
+    worker, horse, job_id = running.worker, running.horse, running.job_id
     for process in (worker, horse):
         process.kill()  # SIGKILL: no handler runs, nothing is reported
     worker.communicate()
@@ -116,12 +138,8 @@ def test_kill_9_on_worker_and_horse_then_a_restart_retries_the_job(
 def test_kill_9_on_the_horse_alone_is_reported_by_its_worker_and_retried(
     durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
-    worker = spawn()
-    _wait_idle(redis, worker)
-    before = _children(worker)
-    job_id = _enqueue_canary(durable, seconds=3)
-    horse = _horse(worker, before)
-    wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    running = _run_canary(durable, redis, spawn, seconds=3)
+    worker, horse, job_id = running.worker, running.horse, running.job_id
     horse.send_signal(signal.SIGKILL)
     # The living worker records the dead attempt at once and RQ retries it.
     retried = wait_for(lambda: (job := _job(durable, job_id)).attempts == 2 and job, timeout=60)
@@ -134,12 +152,8 @@ def test_kill_9_on_the_horse_alone_is_reported_by_its_worker_and_retried(
 def test_kill_9_on_the_worker_takes_its_horse_with_it(
     durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
-    worker = spawn()
-    _wait_idle(redis, worker)
-    before = _children(worker)
-    job_id = _enqueue_canary(durable, seconds=60)
-    horse = _horse(worker, before)
-    wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    running = _run_canary(durable, redis, spawn, seconds=60)
+    worker, horse = running.worker, running.horse
     worker.kill()
     worker.communicate()
     # An orphaned horse would run on, unsupervised, beside the retry.
@@ -149,10 +163,8 @@ def test_kill_9_on_the_worker_takes_its_horse_with_it(
 def test_cancel_stops_a_running_job_and_the_worker_carries_on(
     durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
-    worker = spawn()
-    _wait_idle(redis, worker)
-    job_id = _enqueue_canary(durable, seconds=60)
-    wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    running = _run_canary(durable, redis, spawn, seconds=60)
+    worker, job_id = running.worker, running.job_id
     with durable.app_context(), get_database().sessionmaker() as session, session.begin():
         services.cancel(session, job_id, redis=get_queues().default.connection)
     _wait_idle(redis, worker)  # the horse was killed; the worker took the next job
@@ -167,10 +179,8 @@ def test_cancel_stops_a_running_job_and_the_worker_carries_on(
 def test_a_cancel_rq_never_heard_of_stops_the_job_at_its_next_heartbeat(
     durable: Flask, redis: Redis, spawn: Callable[[], subprocess.Popen[bytes]]
 ) -> None:
-    worker = spawn()
-    _wait_idle(redis, worker)
-    job_id = _enqueue_canary(durable, seconds=60)
-    wait_for(lambda: _job(durable, job_id).status == "started", timeout=30)
+    running = _run_canary(durable, redis, spawn, seconds=60)
+    worker, job_id = running.worker, running.job_id
     # Canceled while Redis was unreachable: no stop command was ever sent.
     with durable.app_context(), get_database().sessionmaker() as session, session.begin():
         session.execute(

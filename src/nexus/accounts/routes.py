@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from flask import Blueprint, Response
 
@@ -20,7 +19,7 @@ from nexus.accounts.schemas import (
     UserOut,
     UserPatchIn,
 )
-from nexus.api.envelope import data, decode_cursor, encode_cursor, page
+from nexus.api.envelope import data, decode_created_cursor, encode_created_cursor, page
 from nexus.api.errors import ApiError, ErrorCode
 from nexus.api.validation import validate
 from nexus.audit import services as audit
@@ -190,17 +189,7 @@ def delete_me(body: DeleteMeIn) -> Response:
 @auth.require_role("admin")
 @validate(query=UserListQuery)
 def list_users(query: UserListQuery) -> Response:
-    after = None
-    if query.cursor is not None:
-        position = decode_cursor(query.cursor)
-        try:
-            after = (datetime.fromisoformat(position["c"]), uuid.UUID(position["i"]))
-        except (KeyError, TypeError, ValueError):
-            raise ApiError(
-                ErrorCode.E_INVALID_REQUEST,
-                "The cursor is not one this API issued.",
-                errors=[{"field": "cursor", "message": "Invalid cursor."}],
-            ) from None
+    after = decode_created_cursor(query.cursor) if query.cursor is not None else None
     users = services.list_users(
         session=get_session(),
         filters=services.UserFilter(query.role, query.is_active, query.email_prefix),
@@ -211,7 +200,7 @@ def list_users(query: UserListQuery) -> Response:
     next_cursor = None
     if len(users) > query.limit:
         last = shown[-1]
-        next_cursor = encode_cursor({"c": last.created_at.isoformat(), "i": str(last.id)})
+        next_cursor = encode_created_cursor(last.created_at, last.id)
     return page(
         [UserOut.model_validate(user) for user in shown], next_cursor=next_cursor, limit=query.limit
     )

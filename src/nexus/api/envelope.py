@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from flask import Response, jsonify
@@ -71,3 +73,21 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
             errors=[{"field": "cursor", "message": "Invalid cursor."}],
         )
     return position
+
+
+def encode_created_cursor(created_at: datetime, item_id: uuid.UUID) -> str:
+    """A cursor after the item with this ``(created_at, id)``: lists sorted newest first."""
+    return encode_cursor({"c": created_at.isoformat(), "i": str(item_id)})
+
+
+def decode_created_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    """The ``(created_at, id)`` in a cursor from :func:`encode_created_cursor`, or a 400."""
+    position = decode_cursor(cursor)
+    try:
+        return datetime.fromisoformat(position["c"]), uuid.UUID(position["i"])
+    except (KeyError, TypeError, ValueError):
+        raise ApiError(
+            ErrorCode.E_INVALID_REQUEST,
+            "The cursor is not one this API issued.",
+            errors=[{"field": "cursor", "message": "Invalid cursor."}],
+        ) from None

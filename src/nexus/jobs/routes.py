@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 
 from flask import Blueprint, Response, g
 
 from nexus.accounts import auth
 from nexus.accounts.models import Role
-from nexus.api.envelope import data, decode_cursor, encode_cursor, page
+from nexus.api.envelope import data, decode_created_cursor, encode_created_cursor, page
 from nexus.api.errors import ApiError, ErrorCode
 from nexus.api.validation import validate
 from nexus.audit import services as audit
@@ -44,27 +43,15 @@ def list_jobs(query: JobQuery) -> Response:
         get_session(),
         status=query.status,
         name=query.name,
-        after=_position(query.cursor) if query.cursor else None,
+        after=decode_created_cursor(query.cursor) if query.cursor else None,
         limit=query.limit + 1,
     )
     shown = jobs[: query.limit]
     next_cursor = None
     if len(jobs) > query.limit:
         last = shown[-1]
-        next_cursor = encode_cursor({"created_at": last.created_at.isoformat(), "id": str(last.id)})
+        next_cursor = encode_created_cursor(last.created_at, last.id)
     return page([AdminJobOut.of(job) for job in shown], next_cursor=next_cursor, limit=query.limit)
-
-
-def _position(cursor: str) -> tuple[datetime, uuid.UUID]:
-    position = decode_cursor(cursor)
-    try:
-        return datetime.fromisoformat(position["created_at"]), uuid.UUID(position["id"])
-    except (KeyError, TypeError, ValueError):
-        raise ApiError(
-            ErrorCode.E_INVALID_REQUEST,
-            "The cursor is not one this API issued.",
-            errors=[{"field": "cursor", "message": "Invalid cursor."}],
-        ) from None
 
 
 @admin_bp.post("/jobs/<uuid:job_id>/retry")
