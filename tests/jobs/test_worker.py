@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from collections.abc import Callable
 
 from flask import Flask
@@ -9,6 +11,7 @@ from redis import Redis
 from rq.job import Job, JobStatus
 
 from nexus.infrastructure.queue import get_queues
+from nexus.jobs.worker import NexusWorker
 from tests.support import start_worker, stop_worker, wait_for
 
 
@@ -51,3 +54,22 @@ def test_a_job_outliving_the_grace_period_is_stopped_and_the_worker_exits_0(
     assert worker.returncode == 0, output
     assert job.get_status(refresh=True) != JobStatus.FINISHED
     assert "shutdown grace expired" in output
+
+
+def test_killing_a_horse_still_in_the_workers_process_group_spares_the_group(
+    app: Flask, redis: Redis
+) -> None:
+    # A horse killed before it has left the worker's process group (it does
+    # so first thing after the fork): RQ's group kill would take the worker,
+    # and here the test run, down with it.
+    stand_in = subprocess.Popen(["sleep", "60"])  # in our process group, like a fresh horse
+    try:
+        with app.app_context():
+            worker = NexusWorker(get_queues().ordered, connection=redis, app=app)
+        worker._horse_pid = stand_in.pid
+        worker.kill_horse()
+        assert stand_in.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if stand_in.poll() is None:
+            stand_in.kill()
+            stand_in.wait()

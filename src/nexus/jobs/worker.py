@@ -301,6 +301,21 @@ class NexusWorker(_AppWorkerMixin, Worker):
         worked: bool = super().work(*args, **kwargs)
         return worked
 
+    def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        """RQ kills the horse's process group; never while that is still ours.
+
+        A horse leaves the worker's group first thing after the fork. Killing
+        "its" group before it has would kill the worker and everything that
+        shares its group (a shell, a CI run): signal the horse alone then.
+        """
+        try:
+            if os.getpgid(self.horse_pid) == os.getpgrp():
+                os.kill(self.horse_pid, sig)
+                return
+        except ProcessLookupError:
+            return
+        super().kill_horse(sig)
+
     def maintain_heartbeats(self, job: Job) -> None:
         attempt = self._attempt
         if attempt is not None:
@@ -349,11 +364,14 @@ def _children_die_with(worker_pid: int) -> None:
     if not sys.platform.startswith("linux") or _DEATH_PACT:
         return
     _DEATH_PACT.append(worker_pid)
+    # Resolved here, in the parent: the worker has threads (relay, pubsub),
+    # and loading a library in a child forked from a threaded process can
+    # deadlock on a lock some other thread held at the fork.
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
 
     def after_fork_in_child() -> None:
         # Only the worker's own children: a job's own subprocesses are left alone.
         if os.getppid() == worker_pid:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
     os.register_at_fork(after_in_child=after_fork_in_child)
