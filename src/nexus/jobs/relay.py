@@ -61,12 +61,12 @@ class RelayReport:
     lost: int = 0
     abandoned: int = 0
     settled: int = 0
-    scheduled: int = 0
+    ticks: int = 0  # periodic jobs enqueued
     redis_down: bool = False
 
     @property
     def changed(self) -> bool:
-        return any((self.delivered, self.lost, self.abandoned, self.settled, self.scheduled))
+        return any((self.delivered, self.lost, self.abandoned, self.settled, self.ticks))
 
 
 def _now() -> datetime:
@@ -244,23 +244,23 @@ class Reconciler:
     """One pass over everything above; keeps which schedule ticks it has seen."""
 
     with_schedules: bool = True
-    ticks: schedules.SeenTicks = field(default_factory=dict)
+    seen_ticks: schedules.SeenTicks = field(default_factory=dict)
 
     def run(self) -> RelayReport:
         """Needs an app context."""
         sessions = get_database().sessionmaker
         queues = get_queues()
         redis = queues.default.connection
-        scheduled = 0
+        ticks = 0
         if self.with_schedules:
-            scheduled = schedules.enqueue_due(sessions=sessions, queues=queues, seen=self.ticks)
+            ticks = schedules.enqueue_due(sessions=sessions, queues=queues, seen=self.seen_ticks)
         pending = deliver_pending(sessions=sessions, queues=queues)
         if pending.redis_down:
-            return RelayReport(delivered=pending.delivered, scheduled=scheduled, redis_down=True)
+            return RelayReport(delivered=pending.delivered, ticks=ticks, redis_down=True)
         due = deliver_due(sessions=sessions, queues=queues, redis=redis)
         if due.redis_down:
             return RelayReport(
-                delivered=pending.delivered + due.delivered, scheduled=scheduled, redis_down=True
+                delivered=pending.delivered + due.delivered, ticks=ticks, redis_down=True
             )
         lost = reconcile_lost(sessions=sessions, queues=queues, redis=redis)
         recovered = RelayReport()
@@ -274,7 +274,7 @@ class Reconciler:
             lost=lost.lost,
             abandoned=recovered.abandoned,
             settled=recovered.settled,
-            scheduled=scheduled,
+            ticks=ticks,
             redis_down=lost.redis_down or recovered.redis_down,
         )
 
@@ -316,7 +316,7 @@ class Relay(threading.Thread):
                     lost=report.lost,
                     abandoned=report.abandoned,
                     settled=report.settled,
-                    scheduled=report.scheduled,
+                    ticks=report.ticks,
                 )
             # Back off while a dependency is down, so a long outage costs
             # little; come back to the normal pace as soon as it answers.
