@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -60,7 +61,13 @@ def _remember_redis_url(app: Flask) -> None:
     _redis_url = app.extensions["nexus.settings"].redis_url
 
 
-def enqueue(name: str, **arguments: Any) -> Job:
+def enqueue(
+    name: str,
+    *,
+    dedupe_key: str | None = None,
+    delay: timedelta | None = None,
+    **arguments: Any,
+) -> Job:
     session = get_session()
     with transaction(session):
         return services.enqueue(
@@ -69,6 +76,8 @@ def enqueue(name: str, **arguments: Any) -> Job:
             sessions=get_database().sessionmaker,
             name=name,
             arguments=arguments,
+            dedupe_key=dedupe_key,
+            delay=delay,
         )
 
 

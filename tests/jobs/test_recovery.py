@@ -21,7 +21,7 @@ from rq.registry import FailedJobRegistry
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from nexus.infrastructure.database import get_database, get_session, transaction
+from nexus.infrastructure.database import get_session, transaction
 from nexus.infrastructure.local_services import free_port
 from nexus.infrastructure.queue import SERIALIZER, get_queues
 from nexus.jobs import registry, services
@@ -229,16 +229,7 @@ def test_a_dedupe_key_returns_the_same_job_for_ever(
     app: Flask, db_session: Session, redis: Redis
 ) -> None:
     def submit() -> uuid.UUID:
-        session = get_session()
-        with transaction(session):
-            return services.enqueue(
-                session=session,
-                queues=get_queues(),
-                sessions=get_database().sessionmaker,
-                name="tests.add",
-                arguments={"a": 1, "b": 1},
-                dedupe_key="order-42-receipt",
-            ).id
+        return enqueue("tests.add", dedupe_key="order-42-receipt", a=1, b=1).id
 
     with app.app_context():
         first = submit()
@@ -282,16 +273,7 @@ def test_a_delayed_job_waits_in_postgresql_and_the_relay_delivers_it_when_due(
     app: Flask, db_session: Session, redis: Redis
 ) -> None:
     with app.app_context():
-        session = get_session()
-        with transaction(session):
-            job = services.enqueue(
-                session=session,
-                queues=get_queues(),
-                sessions=get_database().sessionmaker,
-                name="tests.add",
-                arguments={"a": 5, "b": 5},
-                delay=timedelta(hours=1),
-            )
+        job = enqueue("tests.add", delay=timedelta(hours=1), a=5, b=5)
         assert get_queues().default.count == 0  # not in RQ at all
     assert row(db_session, job.id).status == "scheduled"
     assert _reconcile(app) == RelayReport()  # not due yet

@@ -63,10 +63,6 @@ class Job(Base):
     worker: Mapped[str | None] = mapped_column(Text)
     heartbeat_at: Mapped[datetime | None]
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
 
 ACTIVE_STATUSES = frozenset(
     {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED}

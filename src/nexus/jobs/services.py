@@ -180,7 +180,8 @@ def deliver(job_id: uuid.UUID, *, queues: Queues, sessions: sessionmaker[Session
                 job_type = registry.get(row.name)
             except registry.UnknownJobError:
                 # Its code was removed since it was accepted: say so, once.
-                _end(row, JobStatus.FAILED, FailureReason.ERROR, "UnknownJobError", row.name)
+                row.status, row.reason, row.ended_at = JobStatus.FAILED, FailureReason.ERROR, _now()
+                row.error_type, row.error_message = "UnknownJobError", row.name
                 log.error("jobs.unknown_type", job_id=str(job_id), job_name=row.name)
                 return True
             _hand_to_rq(row, job_type, queues)
@@ -452,14 +453,6 @@ def _locked(session: Session, job_id: uuid.UUID) -> Job:
     if row is None:
         raise LookupError(job_id)
     return row
-
-
-def _end(row: Job, status: JobStatus, reason: FailureReason, error_type: str, message: str) -> None:
-    row.status = status
-    row.reason = reason
-    row.error_type = error_type
-    row.error_message = message[:MAX_ERROR_MESSAGE]
-    row.ended_at = _now()
 
 
 def _uuid(job_id: str) -> uuid.UUID | None:
