@@ -68,10 +68,14 @@ def stop_worker(worker: subprocess.Popen[bytes], *, timeout: float = 60) -> str:
     try:
         worker.send_signal(signal.SIGTERM)
         output, _ = worker.communicate(timeout=timeout)
-    finally:
-        if worker.poll() is None:  # only when a test is already failing
-            worker.kill()
-            output, _ = worker.communicate()
+    except subprocess.TimeoutExpired:
+        # Only when a test is already failing: say what the worker was doing.
+        worker.kill()
+        output, _ = worker.communicate()
+        tail = output.decode(errors="replace")[-4000:]
+        raise AssertionError(
+            f"the worker ignored SIGTERM for {timeout} s; its output:\n{tail}"
+        ) from None
     return output.decode(errors="replace")
 
 
