@@ -4,6 +4,10 @@
 #   docker run nexus                                        # gunicorn on :5000
 #   docker run nexus flask --app nexus worker               # RQ worker
 #   docker run nexus flask --app nexus db upgrade           # migrations
+#
+# It runs with a read-only root filesystem (`docker run --read-only --tmpfs
+# /tmp`, Kubernetes' readOnlyRootFilesystem): nothing is written at run time
+# but under /tmp.
 
 # --- build: resolve the locked, hashed dependencies into a venv ------------
 FROM python:3.11-slim-bookworm AS build
@@ -12,7 +16,12 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 # Only the hashed lock, and nothing it does not name: every file is checked.
-RUN /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.txt
+# Then the installers go: the runtime image installs nothing.
+RUN /opt/venv/bin/pip install --require-hashes --no-deps -r /tmp/requirements.txt \
+    && /opt/venv/bin/pip uninstall --yes --quiet pip setuptools
+COPY src/nexus /app/src/nexus
+# Compiled once here: a read-only container cannot write its own .pyc files.
+RUN /opt/venv/bin/python -m compileall -q /opt/venv/lib /app/src
 
 # --- runtime: the venv and the source, no compilers, not root --------------
 FROM python:3.11-slim-bookworm AS runtime
@@ -21,13 +30,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app/src \
     NEXUS_ENV=prod \
-    FLASK_SKIP_DOTENV=1
+    FLASK_SKIP_DOTENV=1 \
+    GUNICORN_CONTROL_SOCKET=/tmp/gunicorn.ctl
 RUN groupadd --system --gid 10001 nexus \
     && useradd --system --uid 10001 --gid nexus --no-create-home --shell /usr/sbin/nologin nexus
 COPY --from=build /opt/venv /opt/venv
+COPY --from=build /app/src /app/src
 WORKDIR /app
 COPY gunicorn.conf.py /app/gunicorn.conf.py
-COPY src /app/src
 USER 10001:10001
 EXPOSE 5000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \

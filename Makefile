@@ -4,7 +4,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app nexus
 PIP_COMPILE := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
@@ -26,24 +26,19 @@ venv: $(STAMP) ## Create .venv with the locked dependencies (other targets do th
 
 .PHONY: dev
 dev: $(STAMP) ## Run web + worker on real PostgreSQL and Redis (started here unless DATABASE_URL/REDIS_URL are set)
-	$(BIN)/python -m nexus.devstack
+	$(BIN)/python -m nexus_dev.devstack
 
 .PHONY: serve
 serve: $(STAMP) ## Run the app under gunicorn (JSON logs) on :8000, against the make dev servers
 	GUNICORN_BIND=$${GUNICORN_BIND:-127.0.0.1:8000} NEXUS_LOG_FORMAT=$${NEXUS_LOG_FORMAT:-json} \
 		$(BIN)/gunicorn --config gunicorn.conf.py nexus.wsgi:app
 
-.env:
-	$(BIN)/python -m nexus.devstack init-env
-
 .PHONY: up
-up: $(STAMP) .env ## Build and start the Docker Compose stack, wait for /healthz, print the URL
-	docker compose up --build --detach
-	$(BIN)/python -m nexus.devstack wait-healthy --timeout 180 \
-		http://127.0.0.1:$${NEXUS_WEB_PORT:-5000}/healthz
+up: ## Build and start the Docker Compose stack, wait for /healthz, print the URL (needs Docker and python3 only)
+	PYTHONPATH=src $(PYTHON) -m nexus_dev.compose up
 
 .PHONY: down
-down: ## Stop the Docker Compose stack (data stays in data/postgres, data/redis)
+down: ## Stop the Docker Compose stack (its data stays in the postgres-data and redis-data volumes)
 	docker compose down
 
 .PHONY: logs
@@ -51,8 +46,12 @@ logs: ## Follow the Docker Compose stack's logs
 	docker compose logs --follow --tail=100
 
 .PHONY: test
-test: $(STAMP) ## Run the whole test suite against real PostgreSQL and Redis, with coverage
-	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+test: $(STAMP) ## Run the test suite against real PostgreSQL and Redis, with coverage
+	$(BIN)/pytest --cov --cov-report=term -m "not docker" $(PYTEST_ARGS)
+
+.PHONY: test-container
+test-container: $(STAMP) ## Run `make up` from a clean checkout on the Docker engine and check the stack
+	$(BIN)/pytest -m docker -p no:cacheprovider -s tests/test_container.py $(PYTEST_ARGS)
 
 .PHONY: lint
 lint: $(STAMP) ## ruff, mypy --strict, hadolint, the compose schema, lock-check
@@ -72,11 +71,12 @@ fmt: $(STAMP) ## Format and auto-fix with ruff
 lock: $(STAMP) ## Re-lock requirements*.txt from requirements*.in, keeping existing pins
 	$(PIP_COMPILE) --output-file requirements.txt requirements.in
 	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
-	$(BIN)/python .ci/lockcheck.py record requirements.txt requirements-dev.txt
+	$(PIP_COMPILE) --output-file .ci/requirements-docker.txt .ci/requirements-docker.in
+	$(BIN)/python .ci/lockcheck.py record requirements.txt requirements-dev.txt .ci/requirements-docker.txt
 
 .PHONY: lock-check
 lock-check: $(STAMP) ## Fail if a requirements*.in changed since `make lock`
-	$(BIN)/python .ci/lockcheck.py check requirements.txt requirements-dev.txt
+	$(BIN)/python .ci/lockcheck.py check requirements.txt requirements-dev.txt .ci/requirements-docker.txt
 
 .PHONY: migrate
 migrate: $(STAMP) ## Apply database migrations (flask --app nexus db upgrade)
@@ -93,11 +93,11 @@ create-admin: $(STAMP) ## Create or promote an admin: make create-admin EMAIL=yo
 
 .PHONY: psql
 psql: $(STAMP) ## Open psql on the dev database
-	$(BIN)/python -m nexus.devstack psql
+	$(BIN)/python -m nexus_dev.devstack psql
 
 .PHONY: redis-cli
 redis-cli: $(STAMP) ## Open redis-cli on the dev Redis
-	$(BIN)/python -m nexus.devstack redis-cli
+	$(BIN)/python -m nexus_dev.devstack redis-cli
 
 .PHONY: clean
 clean: ## Remove caches and coverage files (keeps .venv and data/)

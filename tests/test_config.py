@@ -195,6 +195,49 @@ def test_environment_beats_secrets_directory(
     assert settings.jwt_secret.get_secret_value() == "j" * 40
 
 
+def test_blank_variables_yield_to_the_secrets_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # What the compose stack does: blank the variables a .env may hold, and
+    # mount the values as files.
+    secrets = tmp_path / "run-secrets"
+    secrets.mkdir()
+    (secrets / "DATABASE_URL").write_text("postgresql://nexus_app:pw@postgres:5432/nexus\n")
+    (secrets / "NEXUS_JWT_SECRET").write_text("t" * 40)
+    prod_env(
+        monkeypatch,
+        NEXUS_SECRETS_DIR=str(secrets),
+        DATABASE_URL="",
+        MIGRATION_DATABASE_URL="",
+        NEXUS_JWT_SECRET="",
+        NEXUS_LOG_FORMAT="",
+    )
+    settings = load_settings()
+    assert settings.database_url == "postgresql+psycopg://nexus_app:pw@postgres:5432/nexus"
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.get_secret_value() == "t" * 40
+    assert settings.migration_database_url is None
+    assert settings.log_format is None
+
+
+def test_migrations_connect_as_the_owner_when_one_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    set_env(monkeypatch, **URLS)
+    settings = load_settings()
+    assert settings.migrations_url == settings.database_url  # one role does both
+    owner = tmp_path / "owner-url"
+    owner.write_text("postgresql://owner:pw@db:5432/nexus\n")
+    monkeypatch.setenv("MIGRATION_DATABASE_URL_FILE", str(owner))
+    settings = load_settings()
+    assert settings.migrations_url == "postgresql+psycopg://owner:pw@db:5432/nexus"
+    assert settings.database_url == "postgresql+psycopg://app:pw@db:5432/nexus"
+    monkeypatch.delenv("MIGRATION_DATABASE_URL_FILE")
+    monkeypatch.setenv("MIGRATION_DATABASE_URL", "mysql://owner@db/nexus")
+    with pytest.raises(ConfigError, match="MIGRATION_DATABASE_URL: driver 'mysql'"):
+        load_settings()
+
+
 def test_local_reads_dotenv_and_services_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from nexus.infrastructure.local_services import free_port, stop_process
+from nexus_dev.local_services import free_port, stop_process
 from tests.support import REPO_ROOT, start_worker, stop_worker, wait_for
 
 BIN = Path(sys.executable).parent
@@ -38,24 +38,39 @@ def test_compose_file_matches_the_compose_spec() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_services_images_and_volumes(compose: dict[str, Any]) -> None:
+def test_compose_builds_one_image_for_every_app_service(compose: dict[str, Any]) -> None:
     services = compose["services"]
     assert set(services) == {"postgres", "redis", "migrate", "web", "worker"}
     assert services["postgres"]["image"] == "postgres:15-alpine"
     assert services["redis"]["image"] == "redis:7-alpine"
-    assert services["postgres"]["volumes"] == ["./data/postgres:/var/lib/postgresql/data"]
-    assert services["redis"]["volumes"] == ["./data/redis:/data"]
+    built = [name for name, service in services.items() if "build" in service]
+    assert built == ["web"]
+    for name in ("migrate", "web", "worker"):
+        assert services[name]["image"] == "nexus:local"
+    for name in ("migrate", "worker"):
+        assert services[name]["pull_policy"] == "never"  # nexus:local is never on a registry
+
+
+def test_compose_keeps_data_in_project_volumes(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert "postgres-data:/var/lib/postgresql/data" in services["postgres"]["volumes"]
+    assert services["redis"]["volumes"] == ["redis-data:/data"]
     assert services["redis"]["command"] == ["redis-server", "--appendonly", "yes"]
-    assert services["web"]["ports"] == ["${NEXUS_WEB_PORT:-5000}:5000"]
-    assert "gunicorn" in services["web"]["command"]
-    assert services["worker"]["command"] == ["flask", "--app", "nexus", "worker"]
-    assert services["migrate"]["command"] == ["flask", "--app", "nexus", "db", "upgrade"]
-    assert services["migrate"]["restart"] == "no"
+    assert set(compose["volumes"]) == {"postgres-data", "redis-data"}
+
+
+def test_compose_publishes_on_loopback_by_default(compose: dict[str, Any]) -> None:
+    assert compose["services"]["web"]["ports"] == [
+        "${NEXUS_WEB_HOST:-127.0.0.1}:${NEXUS_WEB_PORT:-5000}:5000"
+    ]
+    for name in ("postgres", "redis", "migrate", "worker"):
+        assert "ports" not in compose["services"][name], name
 
 
 def test_compose_healthchecks_and_start_order(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
+    # Over TCP: the entrypoint's init server listens on the Unix socket only.
+    assert "--host=127.0.0.1" in services["postgres"]["healthcheck"]["test"]
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     assert services["worker"]["healthcheck"]["test"][-1] == "worker-health"
     databases = {"postgres": "service_healthy", "redis": "service_healthy"}
@@ -71,20 +86,43 @@ def _conditions(service: dict[str, Any]) -> dict[str, str]:
     return {name: spec["condition"] for name, spec in service["depends_on"].items()}
 
 
-def test_compose_network_config_and_worker_grace(compose: dict[str, Any]) -> None:
-    assert compose["networks"] == {"model-net": {"driver": "bridge"}}
-    for name, service in compose["services"].items():
-        assert service["networks"] == ["model-net"], name
-    for name in ("migrate", "web", "worker"):
-        service = compose["services"][name]
-        assert service["env_file"] == [{"path": ".env", "required": True}]
-        assert service["environment"]["NEXUS_ENV"] == "prod"
-        assert service["environment"]["REDIS_URL"] == "redis://redis:6379/0"
-        assert "@postgres:5432/nexus" in service["environment"]["DATABASE_URL"]
+def _seconds(duration: str) -> int:
+    return int(re.fullmatch(r"(\d+)s", duration).group(1))  # type: ignore[union-attr]
+
+
+def test_compose_stop_grace_outlasts_each_drain(compose: dict[str, Any]) -> None:
+    web = compose["services"]["web"]
+    graceful = 30  # gunicorn.conf.py's GUNICORN_GRACEFUL_TIMEOUT default
+    assert (
+        'graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)'
+        in (REPO_ROOT / "gunicorn.conf.py").read_text()
+    )
+    assert graceful < _seconds(web["stop_grace_period"]) <= graceful + 15
     worker = compose["services"]["worker"]
     grace = int(worker["environment"]["NEXUS_WORKER_SHUTDOWN_GRACE"])
-    stop_grace = int(re.fullmatch(r"(\d+)s", worker["stop_grace_period"]).group(1))  # type: ignore[union-attr]
-    assert grace < stop_grace <= grace + 30  # room to finish, no needless wait
+    assert grace < _seconds(worker["stop_grace_period"]) <= grace + 30
+
+
+def test_compose_gives_secrets_as_files_and_least_privilege_urls(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"].startswith("/run/secrets/")
+    for name in ("migrate", "web", "worker"):
+        service = services[name]
+        assert service["environment"]["NEXUS_ENV"] == "prod"
+        assert service["read_only"] is True
+        # Blank in the environment (a .env for make dev must not leak in) ...
+        for variable in ("DATABASE_URL", "NEXUS_SECRET_KEY", "NEXUS_JWT_SECRET"):
+            assert service["environment"][variable] == "", (name, variable)
+        # ... and given as files.
+        assert "DATABASE_URL" in service["secrets"]
+    # Only migrations connect as the tables' owner.
+    assert "MIGRATION_DATABASE_URL" in services["migrate"]["secrets"]
+    assert "MIGRATION_DATABASE_URL" not in services["web"]["secrets"]
+    assert "MIGRATION_DATABASE_URL" not in services["worker"]["secrets"]
+    for name, secret in compose["secrets"].items():
+        assert secret == {"file": f"./data/secrets/{name}"}
 
 
 def test_dockerfile_passes_hadolint() -> None:
@@ -108,6 +146,17 @@ def test_dockerfile_is_multistage_hashed_slim_and_not_root() -> None:
     assert re.search(r"^HEALTHCHECK .*\n?.*/livez", runtime, re.MULTILINE)
     assert "apt-get" not in runtime
     assert "gcc" not in text
+    assert "pip uninstall" in text  # no installer left in the runtime image
+    assert re.search(r"^COPY src/nexus /app/src/nexus$", text, re.MULTILINE)  # not nexus_dev
+
+
+def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
+    ignored = [
+        line for line in (REPO_ROOT / ".dockerignore").read_text().splitlines() if line.strip()
+    ]
+    assert next(line for line in ignored if not line.startswith("#")) == "*"  # all, then these:
+    allowed = {line[1:] for line in ignored if line.startswith("!")}
+    assert allowed == {"requirements.txt", "gunicorn.conf.py", "src/nexus"}
 
 
 def test_env_example_documents_the_packaging_variables() -> None:

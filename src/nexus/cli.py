@@ -306,8 +306,8 @@ def db_group() -> None:
 @with_appcontext
 def db_upgrade(revision: str) -> None:
     """Upgrade the schema to REVISION (default: head)."""
-    migrations.upgrade(current_settings().database_url, revision)
-    click.echo(f"database at {migrations.current(current_settings().database_url) or 'base'}")
+    migrations.upgrade(current_settings().migrations_url, revision)
+    click.echo(f"database at {migrations.current(current_settings().migrations_url) or 'base'}")
 
 
 @db_group.command("downgrade")
@@ -315,8 +315,8 @@ def db_upgrade(revision: str) -> None:
 @with_appcontext
 def db_downgrade(revision: str) -> None:
     """Downgrade the schema to REVISION (e.g. -1, or base)."""
-    migrations.downgrade(current_settings().database_url, revision)
-    click.echo(f"database at {migrations.current(current_settings().database_url) or 'base'}")
+    migrations.downgrade(current_settings().migrations_url, revision)
+    click.echo(f"database at {migrations.current(current_settings().migrations_url) or 'base'}")
 
 
 @db_group.command("current")
@@ -324,7 +324,7 @@ def db_downgrade(revision: str) -> None:
 def db_current() -> None:
     """Print the revision the database is at."""
     click.echo(
-        migrations.current(current_settings().database_url) or "base (no migrations applied)"
+        migrations.current(current_settings().migrations_url) or "base (no migrations applied)"
     )
 
 
@@ -335,7 +335,7 @@ def db_current() -> None:
 def db_revision(message: str, autogenerate: bool) -> None:
     """Create the next numbered migration file (0002_..., 0003_...)."""
     path = migrations.new_revision(
-        current_settings().database_url, message, autogenerate=autogenerate
+        current_settings().migrations_url, message, autogenerate=autogenerate
     )
     click.echo(f"created {path}")
 

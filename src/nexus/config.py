@@ -57,7 +57,7 @@ KNOWN_PLACEHOLDERS = frozenset(
 MIN_SECRET_BYTES = 32
 SECRET_FIELDS = ("secret_key", "jwt_secret", "internal_secret")
 # Variables that may carry a password too, and so may also come from files.
-FILE_FIELDS = (*SECRET_FIELDS, "database_url", "redis_url")
+FILE_FIELDS = (*SECRET_FIELDS, "database_url", "migration_database_url", "redis_url")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -149,6 +149,9 @@ class Settings(BaseSettings):
         validate_by_name=True,
         hide_input_in_errors=True,
         env_file_encoding="utf-8",
+        # A blank variable means "unset": compose blanks what .env may hold
+        # for `make dev`, and `NEXUS_LOG_FORMAT=` in .env means the default.
+        env_ignore_empty=True,
     )
 
     # `env` comes first: the validators below read it from `info.data`.
@@ -156,6 +159,12 @@ class Settings(BaseSettings):
     debug: bool = False
 
     database_url: str = Field(validation_alias="DATABASE_URL")
+    # Migrations run as the role that owns the tables; the app connects as a
+    # role that may only read and write rows (docs/decisions/0018). Where one
+    # role does both (make dev, tests), leave it unset.
+    migration_database_url: str | None = Field(
+        default=None, validation_alias="MIGRATION_DATABASE_URL"
+    )
     redis_url: str = Field(validation_alias="REDIS_URL")
 
     secret_key: SecretStr | None = Field(default=None, validate_default=True)
@@ -237,9 +246,11 @@ class Settings(BaseSettings):
             raise ValueError(f"debug mode is refused in {env}")
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
-    def _normalise_database_url(cls, value: str) -> str:
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             url = make_url(value)
         except ArgumentError:
@@ -288,6 +299,11 @@ class Settings(BaseSettings):
     def queue_names(self) -> tuple[str, str, str]:
         """Queue names in the order a worker serves them: high, default, low."""
         return (self.queue_high, self.queue_default, self.queue_low)
+
+    @property
+    def migrations_url(self) -> str:
+        """The URL migrations connect with: the owner's, else the app's."""
+        return self.migration_database_url or self.database_url
 
     @property
     def json_logs(self) -> bool:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from nexus.accounts.auth import password_hasher
 from nexus.accounts.models import User
-from nexus.infrastructure.local_services import RedisServer, free_port
+from nexus_dev.local_services import RedisServer, free_port
 from tests.accounts_fixtures import PASSWORD
 from tests.api.test_errors import assert_problem
 from tests.support import capture_logs, signal_tree

@@ -14,7 +14,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from nexus.api.health import HealthCheck
-from nexus.infrastructure.local_services import (
+from nexus_dev.local_services import (
     PostgresServer,
     RedisServer,
     find_postgres,

@@ -8,6 +8,7 @@ takes seconds; nothing here asserts a duration.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -24,10 +25,10 @@ from rq.job import Job as RQJob
 from sqlalchemy import func, update
 
 from nexus.infrastructure.database import get_database
-from nexus.infrastructure.local_services import RedisServer, stop_process
 from nexus.infrastructure.queue import SERIALIZER, get_queues
 from nexus.jobs import canary, services
 from nexus.jobs.models import Job
+from nexus_dev.local_services import RedisServer, stop_process
 from tests.support import start_worker, stop_worker, wait_for
 
 ABANDONED = "6"
@@ -233,3 +234,40 @@ def test_redis_killed_and_wiped_mid_job_the_job_finishes_once_and_the_worker_car
     finally:
         output = stop_worker(worker)
     assert worker.returncode == 0, output
+
+
+def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
+    make_app: Callable[..., Flask],
+    fresh_database: str,
+    subprocess_env: Callable[..., dict[str, str]],
+    own_redis: tuple[RedisServer, subprocess.Popen[bytes]],
+) -> None:
+    server, process = own_redis
+    env = subprocess_env(fresh_database, REDIS_URL=server.url(), NEXUS_LOG_FORMAT="json")
+    worker = start_worker(env)
+    redis = Redis.from_url(server.url())
+    try:
+        # RQ's scheduler runs in a child process of the worker, holding a lock per queue.
+        wait_for(lambda: redis.exists("rq:scheduler-lock:default"), timeout=30)
+        stop_process(process, sig=signal.SIGKILL)
+        time.sleep(4)  # the scheduler polls Redis every second; let it find Redis gone
+        restarted = subprocess.Popen(
+            server.command(), stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            server.wait_ready(process=restarted)
+            # The worker itself reconnects and takes jobs again.
+            app = make_app(database_url=fresh_database, redis_url=server.url())
+            job_id = _enqueue_canary(app, seconds=0)
+            assert wait_for(lambda: _job(app, job_id).status == "finished", timeout=60)
+            assert worker.poll() is None
+        finally:
+            stop_process(restarted)
+    finally:
+        output = stop_worker(worker)
+        redis.close()
+    lines = [line for line in output.splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # no raw traceback among them
+    stopped = [r for r in records if r["event"] == "jobs.scheduler_stopped"]
+    assert len(stopped) == 1, output
+    assert "ConnectionError" in stopped[0]["error"]

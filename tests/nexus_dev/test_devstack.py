@@ -1,29 +1,19 @@
-"""`make dev`'s supervisor, black-box: health, restarts, and a clean Ctrl-C."""
+"""`make dev`, black-box: health, restarts, and a clean Ctrl-C."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import stat
 import subprocess
-import sys
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
-from dotenv import dotenv_values
-from flask import Flask
-from werkzeug.serving import make_server
 
-from nexus.config import load_settings
-from nexus.devstack import SECRET_VARIABLES, init_env, wait_healthy
-from nexus.infrastructure.local_services import free_port, port_in_use
-from tests.support import REPO_ROOT, wait_for
+from nexus_dev.local_services import free_port, port_in_use
+from tests.support import checkout, interrupt, wait_for
 
 
 def healthz(port: int) -> tuple[int, dict[str, str]]:
@@ -47,35 +37,32 @@ def descendant(root: psutil.Process, fragment: str) -> psutil.Process | None:
 
 
 @pytest.mark.usefixtures("servers")  # a wheel or system server must exist for the stack
-def test_dev_stack_serves_restarts_and_stops_cleanly(tmp_path: Path, server_dir: Path) -> None:
+def test_make_dev_serves_restarts_and_stops_cleanly(tmp_path: Path, server_dir: Path) -> None:
     ports = {"web": free_port(), "pg": free_port(), "redis": free_port()}
     env = {
         key: value
         for key, value in os.environ.items()
-        if key not in ("DATABASE_URL", "REDIS_URL") and not key.startswith("NEXUS_")
+        if key not in ("DATABASE_URL", "REDIS_URL") and not key.startswith(("NEXUS_", "MAKE"))
     }
-    env |= {"FLASK_SKIP_DOTENV": "1", "PYTHONUNBUFFERED": "1"}
     data_dir = server_dir / "dev"
+    env |= {
+        "FLASK_SKIP_DOTENV": "1",
+        "PYTHONUNBUFFERED": "1",
+        "NEXUS_DEV_DATA_DIR": str(data_dir),
+        "NEXUS_DEV_WEB_PORT": str(ports["web"]),
+        "NEXUS_DEV_PG_PORT": str(ports["pg"]),
+        "NEXUS_DEV_REDIS_PORT": str(ports["redis"]),
+    }
+    clone = checkout(tmp_path / "clone")  # no .env of the developer's
     log_path = tmp_path / "dev.log"
     with log_path.open("wb") as log:
         stack = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "nexus.devstack",
-                "--data-dir",
-                str(data_dir),
-                "--web-port",
-                str(ports["web"]),
-                "--pg-port",
-                str(ports["pg"]),
-                "--redis-port",
-                str(ports["redis"]),
-            ],
-            cwd=tmp_path,  # no .env of the developer's
+            ["make", "dev"],
+            cwd=clone,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own group, as a terminal's foreground job
         )
     root = psutil.Process(stack.pid)
     try:
@@ -111,54 +98,13 @@ def test_dev_stack_serves_restarts_and_stops_cleanly(tmp_path: Path, server_dir:
         )
     finally:
         everything = root.children(recursive=True)
-        stack.send_signal(signal.SIGINT)
-        stack.wait(timeout=60)
+        interrupt(stack, timeout=60)  # Ctrl-C
         _, alive = psutil.wait_procs(everything, timeout=15)
     output = log_path.read_text()
-    assert stack.returncode == 0, output
     assert alive == [], output
+    assert output.rstrip().endswith("dev | stopped"), output
     for port in ports.values():
         assert not port_in_use(port)
     assert not (data_dir / "services.env").exists()
     assert "redis exited" in output
     assert "worker exited" in output
-
-
-def test_init_env_writes_fresh_strong_secrets_once(tmp_path: Path) -> None:
-    target = tmp_path / ".env"
-    assert init_env(REPO_ROOT / ".env.example", target) is True
-    values = dotenv_values(target)
-    secrets = [values[name] for name in SECRET_VARIABLES]
-    assert all(secret and len(secret) >= 48 for secret in secrets)
-    assert len(set(secrets)) == 3
-    assert len(values["POSTGRES_PASSWORD"] or "") >= 24
-    assert stat.S_IMODE(target.stat().st_mode) == 0o600
-    before = target.read_text()
-    assert init_env(REPO_ROOT / ".env.example", target) is False  # never overwrites
-    assert target.read_text() == before
-
-
-def test_init_env_output_satisfies_production_rules(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    init_env(REPO_ROOT / ".env.example", tmp_path / ".env")
-    for name, value in dotenv_values(tmp_path / ".env").items():
-        if value is not None and name.startswith("NEXUS_") and name != "NEXUS_ENV":
-            monkeypatch.setenv(name, value)
-    monkeypatch.setenv("NEXUS_ENV", "prod")
-    monkeypatch.setenv("DATABASE_URL", "postgresql://nexus:pw@postgres/nexus")
-    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
-    monkeypatch.chdir(tmp_path)
-    assert load_settings().env == "prod"
-
-
-def test_wait_healthy(servers: object, make_app: Callable[..., Flask]) -> None:
-    app = make_app()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        assert wait_healthy(f"http://127.0.0.1:{server.port}/healthz", timeout=10) is True
-    finally:
-        server.shutdown()
-    assert wait_healthy(f"http://127.0.0.1:{free_port()}/healthz", timeout=0.5) is False

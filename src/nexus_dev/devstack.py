@@ -10,9 +10,8 @@ restarted with backoff — the web keeps answering ``/healthz`` (503) while a
 database is down. Ctrl-C (or SIGTERM) stops everything, apps first, and
 removes ``services.env``; nothing is left running or listening.
 
-Also ``python -m nexus.devstack psql`` / ``redis-cli`` (shells on the
-servers), ``init-env`` (a ``.env`` with fresh secrets, for ``make up``) and
-``wait-healthy URL`` (``make up`` waits on it).
+Also ``python -m nexus_dev.devstack psql`` / ``redis-cli``: shells on the
+servers.
 """
 
 from __future__ import annotations
@@ -20,13 +19,11 @@ from __future__ import annotations
 import argparse
 import os
 import pwd
-import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -35,8 +32,8 @@ from typing import IO, NoReturn
 from dotenv import dotenv_values
 
 from nexus.config import DEV_SERVICES_ENV, DOTENV
-from nexus.infrastructure import local_services
-from nexus.infrastructure.local_services import (
+from nexus_dev import local_services
+from nexus_dev.local_services import (
     PostgresServer,
     RedisServer,
     ServiceError,
@@ -286,56 +283,14 @@ def shell(kind: str) -> NoReturn:  # pragma: no cover - replaces the process; us
     os.execv(cli, [str(cli), "-u", url])  # noqa: S606 - argv, no shell
 
 
-SECRET_VARIABLES = ("NEXUS_SECRET_KEY", "NEXUS_JWT_SECRET", "NEXUS_INTERNAL_SECRET")
-
-
-def init_env(example: Path, target: Path) -> bool:
-    """Write ``target`` from ``example`` with fresh random secrets; ``False`` if it exists.
-
-    The compose stack runs with production rules, so its secrets must be real:
-    each ``NEXUS_*`` secret and the PostgreSQL password get 48 random bytes.
-    """
-    if target.exists():
-        return False
-    lines = []
-    for line in example.read_text().splitlines():
-        name = line.lstrip("# ").split("=", 1)[0]
-        secret = name in SECRET_VARIABLES and "=" in line
-        lines.append(f"{name}={secrets.token_urlsafe(48)}" if secret else line)
-    lines += [
-        "",
-        "# Password of the compose stack's PostgreSQL.",
-        f"POSTGRES_PASSWORD={secrets.token_urlsafe(24)}",
-    ]
-    target.write_text("\n".join(lines) + "\n")
-    target.chmod(0o600)
-    return True
-
-
-def wait_healthy(url: str, timeout: float) -> bool:
-    """Poll ``url`` until it answers 200, for at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=3) as response:  # noqa: S310 - our URL
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(1)
-    return False
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nexus.devstack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m nexus_dev.devstack", description=__doc__)
     parser.add_argument(
         "command",
         nargs="?",
         default="run",
-        choices=["run", "psql", "redis-cli", "init-env", "wait-healthy"],
+        choices=["run", "psql", "redis-cli"],
     )
-    parser.add_argument("url", nargs="?", help="wait-healthy: the /healthz URL")
-    parser.add_argument("--timeout", type=float, default=180.0, help="wait-healthy: seconds")
     parser.add_argument(
         "--data-dir", type=Path, default=Path(os.environ.get("NEXUS_DEV_DATA_DIR", "data/dev"))
     )
@@ -349,20 +304,6 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-port", type=int, default=int(os.environ.get("NEXUS_DEV_REDIS_PORT", "56379"))
     )
     args = parser.parse_args(argv)
-    if args.command == "init-env":
-        created = init_env(Path(".env.example"), DOTENV)
-        print(f"{'created' if created else 'kept'} {DOTENV}")  # noqa: T201
-        return 0
-    if args.command == "wait-healthy":
-        if wait_healthy(args.url, args.timeout):
-            print(f"Nexus is up: {args.url.removesuffix('/healthz')}")  # noqa: T201
-            return 0
-        print(  # noqa: T201
-            f"{args.url} did not answer 200 within {args.timeout:g} s; "
-            "see `docker compose ps` and `make logs`",
-            file=sys.stderr,
-        )
-        return 1
     if args.command != "run":
         return shell(args.command)
     return run(DevConfig(args.data_dir, args.web_port, args.pg_port, args.redis_port))

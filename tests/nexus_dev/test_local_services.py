@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from nexus.infrastructure import local_services
-from nexus.infrastructure.local_services import (
+from nexus_dev import local_services
+from nexus_dev.local_services import (
     PostgresInstall,
     PostgresServer,
     RedisServer,
