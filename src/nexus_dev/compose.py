@@ -176,7 +176,7 @@ def wait_healthy(url: str, timeout: float) -> None:
 
 def up(timeout: float) -> str:
     config = project()
-    volume = f"{config['name']}_{POSTGRES_VOLUME}"
+    volume = config["volumes"][POSTGRES_VOLUME]["name"]  # <project>_postgres-data
     check_passwords(SECRETS_DIR, volume)
     created = write_secrets(SECRETS_DIR)
     if created:
