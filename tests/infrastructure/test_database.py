@@ -8,11 +8,12 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from nexus.infrastructure.database import (
     NAMING_CONVENTION,
+    after_commit,
     get_database,
     get_session,
     transaction,
@@ -122,3 +123,79 @@ def test_constraint_names_follow_the_convention() -> None:
     )
     names = {constraint.name for constraint in table.constraints}
     assert names == {"pk_widgets", "uq_widgets_name"}
+
+
+def test_after_commit_runs_once_the_transaction_commits(
+    db_session: Session, scratch_table: str
+) -> None:
+    ran: list[str] = []
+    with transaction(db_session):
+        db_session.execute(text("INSERT INTO scratch VALUES (1, 'kept')"))
+        after_commit(db_session, lambda: ran.append("first"))
+        after_commit(db_session, lambda: ran.append("second"))
+        assert ran == []  # not before the commit
+    assert ran == ["first", "second"]
+    with transaction(db_session):
+        db_session.execute(text("INSERT INTO scratch VALUES (2, 'kept')"))
+    assert ran == ["first", "second"]  # each callback once
+
+
+def test_after_commit_is_dropped_when_the_transaction_rolls_back(
+    db_session: Session, scratch_table: str
+) -> None:
+    ran: list[str] = []
+    with pytest.raises(RuntimeError), transaction(db_session):
+        after_commit(db_session, lambda: ran.append("rolled back"))
+        raise RuntimeError
+    with transaction(db_session):
+        db_session.execute(text("INSERT INTO scratch VALUES (1, 'kept')"))
+    assert ran == []
+
+
+def test_a_savepoint_rollback_keeps_what_came_before_it(
+    db_session: Session, scratch_table: str
+) -> None:
+    # The pattern "try it in a savepoint, carry on if it conflicts" must not
+    # lose the transaction's earlier effects (an enqueue, a cache eviction).
+    ran: list[str] = []
+    with transaction(db_session):
+        db_session.execute(text("INSERT INTO scratch VALUES (1, 'first')"))
+        after_commit(db_session, lambda: ran.append("before the savepoint"))
+        try:
+            with db_session.begin_nested():
+                after_commit(db_session, lambda: ran.append("inside the savepoint"))
+                db_session.execute(text("INSERT INTO scratch VALUES (1, 'duplicate')"))
+        except IntegrityError:
+            pass
+        with db_session.begin_nested():
+            after_commit(db_session, lambda: ran.append("in a released savepoint"))
+    assert count(db_session) == 1
+    # What the failed savepoint did is undone, its callback too; the rest runs.
+    assert ran == ["before the savepoint", "in a released savepoint"]
+
+
+def test_savepoints_on_a_real_connection_keep_earlier_callbacks(
+    make_app: Callable[..., Flask], fresh_database: str
+) -> None:
+    # The same, outside the tests' savepoint harness: real COMMIT and ROLLBACK.
+    app = make_app(database_url=fresh_database)
+    ran: list[str] = []
+    with app.app_context(), get_database().sessionmaker() as session:
+        with transaction(session):
+            session.execute(text("CREATE TABLE scratch (id int PRIMARY KEY)"))
+        with transaction(session):
+            session.execute(text("INSERT INTO scratch VALUES (1)"))
+            after_commit(session, lambda: ran.append("kept"))
+            try:
+                with session.begin_nested():
+                    after_commit(session, lambda: ran.append("undone"))
+                    session.execute(text("INSERT INTO scratch VALUES (1)"))
+            except IntegrityError:
+                pass
+        assert ran == ["kept"]
+        with pytest.raises(RuntimeError), transaction(session):
+            after_commit(session, lambda: ran.append("rolled back"))
+            raise RuntimeError
+        with transaction(session):
+            session.execute(text("INSERT INTO scratch VALUES (2)"))
+    assert ran == ["kept"]

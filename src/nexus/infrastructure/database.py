@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 from nexus.config import Settings
 from nexus.infrastructure.logging import get_logger
@@ -123,19 +123,29 @@ def after_commit(session: Session, callback: Callable[[], object]) -> None:
     """Run ``callback`` once the session's current transaction has committed.
 
     For effects outside PostgreSQL (a cache invalidation, an enqueue) that
-    must not happen for a change that rolls back. Dropped on rollback. A
-    failing callback is logged, never raised: the commit already happened.
+    must not happen for a change that rolls back. Dropped when the
+    transaction rolls back, or when the savepoint it was registered in does
+    (``begin_nested()``): a savepoint rollback undoes only what was done
+    inside it, and keeps the callbacks registered before it. A failing
+    callback is logged, never raised: the commit already happened.
     """
-    pending: list[Callable[[], object]] = session.info.setdefault(_AFTER_COMMIT, [])
-    pending.append(callback)
+    # The innermost transaction this callback belongs to. Begun here if need
+    # be: a rollback of a transaction never begun would not be seen, and the
+    # callback would wait for the next commit, of some other change.
+    owner = session.get_nested_transaction() or session.get_transaction() or session.begin()
+    pending: list[tuple[SessionTransaction, Callable[[], object]]] = (
+        session.info.setdefault(_AFTER_COMMIT, [])
+    )
+    pending.append((owner, callback))
     if not session.info.get(_LISTENING):
         event.listen(session, "after_commit", _run_after_commit)
-        event.listen(session, "after_rollback", _drop_after_commit)
+        event.listen(session, "after_soft_rollback", _drop_after_commit)
         session.info[_LISTENING] = True
 
 
 def _run_after_commit(session: Session) -> None:
-    for callback in session.info.pop(_AFTER_COMMIT, []):
+    # SQLAlchemy fires after_commit for the outermost commit only.
+    for _owner, callback in session.info.pop(_AFTER_COMMIT, []):
         try:
             callback()
         except Exception:  # the data is committed; report, do not undo
@@ -144,8 +154,24 @@ def _run_after_commit(session: Session) -> None:
             )
 
 
-def _drop_after_commit(session: Session) -> None:
-    session.info.pop(_AFTER_COMMIT, None)
+def _drop_after_commit(session: Session, previous: SessionTransaction) -> None:
+    """A transaction or savepoint rolled back: drop the callbacks registered inside it."""
+    if not previous.nested:
+        session.info.pop(_AFTER_COMMIT, None)
+        return
+    pending = session.info.get(_AFTER_COMMIT, [])
+    session.info[_AFTER_COMMIT] = [
+        (owner, callback) for owner, callback in pending if not _within(owner, previous)
+    ]
+
+
+def _within(owner: SessionTransaction, savepoint: SessionTransaction) -> bool:
+    current: SessionTransaction | None = owner
+    while current is not None:
+        if current is savepoint:
+            return True
+        current = current.parent
+    return False
 
 
 @contextmanager
