@@ -140,13 +140,18 @@ def test_after_commit_runs_once_the_transaction_commits(
     assert ran == ["first", "second"]  # each callback once
 
 
+def _register_then_fail(session: Session, callback: Callable[[], object]) -> None:
+    with transaction(session):
+        after_commit(session, callback)
+        raise RuntimeError("half-way")
+
+
 def test_after_commit_is_dropped_when_the_transaction_rolls_back(
     db_session: Session, scratch_table: str
 ) -> None:
     ran: list[str] = []
-    with pytest.raises(RuntimeError), transaction(db_session):
-        after_commit(db_session, lambda: ran.append("rolled back"))
-        raise RuntimeError
+    with pytest.raises(RuntimeError):
+        _register_then_fail(db_session, lambda: ran.append("rolled back"))
     with transaction(db_session):
         db_session.execute(text("INSERT INTO scratch VALUES (1, 'kept')"))
     assert ran == []
@@ -193,9 +198,8 @@ def test_savepoints_on_a_real_connection_keep_earlier_callbacks(
             except IntegrityError:
                 pass
         assert ran == ["kept"]
-        with pytest.raises(RuntimeError), transaction(session):
-            after_commit(session, lambda: ran.append("rolled back"))
-            raise RuntimeError
+        with pytest.raises(RuntimeError):
+            _register_then_fail(session, lambda: ran.append("rolled back"))
         with transaction(session):
             session.execute(text("INSERT INTO scratch VALUES (2)"))
     assert ran == ["kept"]

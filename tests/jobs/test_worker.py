@@ -1,33 +1,95 @@
-"""The worker process: SIGTERM drains the running job within the grace period, exit 0."""
+"""The worker process: only registered jobs run; SIGTERM drains the running job, exit 0."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 from flask import Flask
 from redis import Redis
 from rq.job import Job, JobStatus
 
-from nexus.infrastructure.queue import get_queues
+from nexus.infrastructure.database import get_database
+from nexus.infrastructure.queue import SERIALIZER, get_queues
+from nexus.jobs import canary
+from nexus.jobs.ping import send_ping
 from nexus.jobs.worker import NexusWorker
 from tests.support import start_worker, stop_worker, wait_for
 
 
-def _enqueue_sleep(app: Flask, seconds: float) -> Job:
+def test_a_job_nexus_did_not_enqueue_is_refused_not_run(
+    make_app: Callable[..., Flask],
+    redis: Redis,
+    fresh_database: str,
+    subprocess_env: Callable[..., dict[str, str]],
+    tmp_path: Path,
+) -> None:
+    # Anyone who can write to Redis can queue a job naming any importable
+    # function; RQ would import and call it.
+    app = make_app(database_url=fresh_database)
+    target = tmp_path / "made-by-a-stranger"
     with app.app_context():
-        # Any importable function is a job; time.sleep stands in for real work.
-        return get_queues().default.enqueue("time.sleep", seconds, job_timeout=120)
+        queue = get_queues().default
+        stranger = queue.enqueue("os.mkdir", str(target))
+        # A registered job's function, but pushed without a jobs row.
+        rowless = queue.enqueue("nexus.jobs.canary.canary", 0, "2026-01-01T00:00:00+00:00")
+    worker = start_worker(subprocess_env(fresh_database, NEXUS_LOG_FORMAT="json"))
+    try:
+        wait_for(
+            lambda: (
+                {stranger.get_status(refresh=True), rowless.get_status(refresh=True)}
+                == {JobStatus.FAILED}
+            ),
+            timeout=30,
+        )
+        # The worker carries on, and still answers the ping (a job without a row).
+        with app.app_context():
+            assert send_ping(get_queues().high, timeout=30).answer["pong"] is True
+    finally:
+        output = stop_worker(worker)
+    assert not target.exists()
+    assert worker.returncode == 0, output
+    refused = [
+        json.loads(line)
+        for line in output.splitlines()
+        if line.startswith("{") and '"jobs.refused"' in line
+    ]
+    assert {(r["job_id"], r["function"]) for r in refused} == {
+        (stranger.id, "os.mkdir"),
+        (rowless.id, "nexus.jobs.canary.canary"),
+    }
+    assert all(r["level"] == "error" for r in refused)
+    failed = Job.fetch(stranger.id, connection=redis, serializer=SERIALIZER)
+    assert "not a registered job type" in (failed.latest_result().exc_string or "")
+    assert stranger.id in get_queues_failed(app)
+
+
+def get_queues_failed(app: Flask) -> list[str]:
+    with app.app_context():
+        return list(get_queues().default.failed_job_registry.get_job_ids())
+
+
+def _enqueue_sleep(app: Flask, seconds: float) -> Job:
+    """A canary (a registered job that sleeps), as RQ sees it."""
+    with app.app_context():
+        sessions = get_database().sessionmaker
+        with sessions() as session, session.begin():
+            row = canary.enqueue_canary(
+                session=session, queues=get_queues(), sessions=sessions, seconds=seconds
+            )
+        return Job.fetch(str(row.id), connection=get_queues().default.connection)
 
 
 def test_sigterm_lets_the_running_job_finish_then_exits_0(
-    app: Flask,
+    make_app: Callable[..., Flask],
     redis: Redis,
     fresh_database: str,
     subprocess_env: Callable[..., dict[str, str]],
 ) -> None:
-    job = _enqueue_sleep(app, 3)
+    job = _enqueue_sleep(make_app(database_url=fresh_database), 3)
     worker = start_worker(subprocess_env(fresh_database))
     try:
         wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, timeout=30)
@@ -39,12 +101,12 @@ def test_sigterm_lets_the_running_job_finish_then_exits_0(
 
 
 def test_a_job_outliving_the_grace_period_is_stopped_and_the_worker_exits_0(
-    app: Flask,
+    make_app: Callable[..., Flask],
     redis: Redis,
     fresh_database: str,
     subprocess_env: Callable[..., dict[str, str]],
 ) -> None:
-    job = _enqueue_sleep(app, 60)
+    job = _enqueue_sleep(make_app(database_url=fresh_database), 60)
     worker = start_worker(subprocess_env(fresh_database, NEXUS_WORKER_SHUTDOWN_GRACE="1"))
     try:
         wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, timeout=30)

@@ -133,8 +133,8 @@ def after_commit(session: Session, callback: Callable[[], object]) -> None:
     # be: a rollback of a transaction never begun would not be seen, and the
     # callback would wait for the next commit, of some other change.
     owner = session.get_nested_transaction() or session.get_transaction() or session.begin()
-    pending: list[tuple[SessionTransaction, Callable[[], object]]] = (
-        session.info.setdefault(_AFTER_COMMIT, [])
+    pending: list[tuple[SessionTransaction, Callable[[], object]]] = session.info.setdefault(
+        _AFTER_COMMIT, []
     )
     pending.append((owner, callback))
     if not session.info.get(_LISTENING):

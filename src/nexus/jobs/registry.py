@@ -124,6 +124,11 @@ def get(name: str) -> JobType:
         raise UnknownJobError(name) from None
 
 
+def import_paths() -> frozenset[str]:
+    """The functions registered job types run, as RQ names them (``module.function``)."""
+    return frozenset(job_type.import_path for job_type in _REGISTRY.values())
+
+
 def names() -> list[str]:
     return sorted(_REGISTRY)
 

@@ -54,7 +54,9 @@ from rq import Queue, SimpleWorker, Worker
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job
+from rq.job import JobStatus as RQJobStatus
 from rq.registry import StartedJobRegistry
+from rq.results import Result
 from rq.scheduler import RQScheduler
 from rq.worker.base import BaseWorker
 from sqlalchemy.exc import SQLAlchemyError
@@ -63,8 +65,10 @@ from sqlalchemy.orm import Session
 from nexus.infrastructure.database import get_database
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import SERIALIZER
+from nexus.jobs import registry
 from nexus.jobs import services as job_services
 from nexus.jobs.models import JobStatus
+from nexus.jobs.ping import ping
 from nexus.jobs.relay import Relay
 
 log = get_logger(__name__)
@@ -74,6 +78,8 @@ T = TypeVar("T")
 START_RETRY_SECONDS = 2.0
 MAINTENANCE_SECONDS = 60
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+# The one job that runs without a jobs row: `flask --app nexus jobs ping`.
+PING = f"{ping.__module__}.{ping.__qualname__}"
 
 
 def heartbeat_interval(abandoned_seconds: int) -> int:
@@ -171,6 +177,11 @@ class _AppWorkerMixin(BaseWorker):
             log.warning("jobs.worker_heartbeat_failed", error=str(exc))
 
     def _execute(self, job: Job, queue: Queue) -> None:
+        # RQ would import and call whatever function the job names: anyone
+        # who can write to Redis could run any importable code here.
+        if job.func_name != PING and job.func_name not in registry.import_paths():
+            self._refuse(job, queue, f"{job.func_name} is not a registered job type")
+            return
         attempt = self._report(
             lambda session: job_services.start_attempt(session, job.id, worker=self.name)
         )
@@ -180,8 +191,32 @@ class _AppWorkerMixin(BaseWorker):
         if not attempt.run:
             self._skip(job, queue, attempt.status)
             return
+        if attempt.number is None and job.func_name != PING:
+            # Registered work, but pushed into Redis by hand: its arguments
+            # were never checked by enqueue, and nothing would record it.
+            self._refuse(job, queue, "it has no jobs row: it was not enqueued through Nexus")
+            return
         self._attempt = attempt.number
         super().execute_job(job, queue)
+
+    def _refuse(self, job: Job, queue: Queue, reason: str) -> None:
+        """Fail the job without importing or running anything, visibly."""
+        log.error("jobs.refused", job_id=job.id, function=job.func_name, reason=reason)
+        exc_string = f"Refused by worker {self.name}: {reason}"
+        with self.connection.pipeline() as pipeline:
+            pipeline.lrem(queue.intermediate_queue_key, 1, job.id)
+            job.set_status(RQJobStatus.FAILED, pipeline=pipeline)
+            queue.failed_job_registry.add(
+                job, ttl=job.failure_ttl, exc_string=exc_string, pipeline=pipeline
+            )
+            Result.create_failure(
+                job,
+                job.failure_ttl,
+                exc_string=exc_string,
+                worker_name=self.name,
+                pipeline=pipeline,
+            )
+            pipeline.execute()
 
     def _put_back(self, job: Job, queue: Queue) -> None:
         """PostgreSQL could not count the attempt: a job does not run unrecorded."""
