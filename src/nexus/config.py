@@ -9,8 +9,9 @@ values come from, highest priority first:
 3. the secrets directory ``NEXUS_SECRETS_DIR`` (default ``/run/secrets``), one
    file per variable, named like it (Docker, Kubernetes and Vault Agent all
    write secrets this way);
-4. in ``local`` only: ``.env``, then ``data/dev/services.env`` (written by
-   ``make dev`` with the URLs of the servers it started).
+4. in ``local`` only: ``.env``, then ``services.env`` in ``make dev``'s data
+   directory (``data/dev/``, or ``NEXUS_DEV_DATA_DIR``), where ``make dev``
+   writes the URLs of the servers it started.
 
 Every problem is collected into one :class:`ConfigError` naming each variable.
 Imports nothing from Nexus; only ``current_settings`` touches Flask.
@@ -24,6 +25,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -35,8 +37,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "NEXUS_"
-DEV_SERVICES_ENV = Path("data/dev/services.env")
 DOTENV = Path(".env")
+DEV_DATA_DIR = Path("data/dev")
+SERVICES_ENV = "services.env"
 
 # Used for every secret left unset in local and test, so a fresh clone runs
 # without inventing secrets; staging and prod refuse it by name.
@@ -312,6 +315,26 @@ class Settings(BaseSettings):
         return self.env.is_deployed
 
 
+def local_value(name: str) -> str | None:
+    """A developer's setting: from the environment, else from ``.env``."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    if DOTENV.is_file():
+        return dotenv_values(DOTENV).get(name) or None
+    return None
+
+
+def dev_services_env() -> Path:
+    """The file where ``make dev`` keeps its servers' URLs while it runs.
+
+    In its data directory: ``NEXUS_DEV_DATA_DIR`` (environment or ``.env``),
+    default ``data/dev``. The supervisor and every other terminal's
+    ``flask --app nexus ...`` find it through this one function.
+    """
+    return Path(local_value("NEXUS_DEV_DATA_DIR") or DEV_DATA_DIR) / SERVICES_ENV
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from the environment, or raise one :class:`ConfigError`.
 
@@ -321,7 +344,7 @@ def load_settings(**overrides: Any) -> Settings:
     env = str(env).strip().lower()
     # Only a developer's machine reads files from the checkout; a deployed
     # process gets its configuration from its environment and secrets alone.
-    env_files = (DEV_SERVICES_ENV, DOTENV) if env == Environment.LOCAL else None
+    env_files = (dev_services_env(), DOTENV) if env == Environment.LOCAL else None
     try:
         settings = Settings(_env_file=env_files, **overrides)
     except ValidationError as exc:

@@ -31,7 +31,7 @@ from typing import IO, NoReturn
 
 from dotenv import dotenv_values
 
-from nexus.config import DEV_SERVICES_ENV, DOTENV
+from nexus.config import SERVICES_ENV, dev_services_env, local_value
 from nexus_dev import local_services
 from nexus_dev.local_services import (
     PostgresServer,
@@ -139,16 +139,6 @@ class DevConfig:
     redis_port: int
 
 
-def _configured(name: str) -> str | None:
-    """A URL the developer set, in the environment or in ``.env``."""
-    value = os.environ.get(name)
-    if value:
-        return value
-    if DOTENV.exists():
-        return dotenv_values(DOTENV).get(name) or None
-    return None
-
-
 def _start_postgres(supervisor: Supervisor, config: DevConfig) -> str:
     install = local_services.find_postgres()
     server = PostgresServer(
@@ -192,9 +182,26 @@ def _write_services_env(path: Path, urls: dict[str, str]) -> None:
     path.write_text("".join(lines))
 
 
+def load_dev_config() -> DevConfig:
+    """``NEXUS_DEV_*`` from the environment or ``.env``, as other terminals read them."""
+    return DevConfig(
+        data_dir=dev_services_env().parent,
+        web_port=_port("NEXUS_DEV_WEB_PORT", 5000),
+        pg_port=_port("NEXUS_DEV_PG_PORT", 55432),
+        redis_port=_port("NEXUS_DEV_REDIS_PORT", 56379),
+    )
+
+
+def _port(name: str, default: int) -> int:
+    value = local_value(name) or str(default)
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        sys.exit(f"{name}={value!r} is not a port number")
+    return int(value)
+
+
 def run(config: DevConfig, supervisor: Supervisor | None = None) -> int:
     supervisor = supervisor or Supervisor()
-    services_env = config.data_dir / DEV_SERVICES_ENV.name
+    services_env = config.data_dir / SERVICES_ENV
 
     def _on_signal(_signum: int, _frame: FrameType | None) -> None:
         supervisor.stopping.set()
@@ -204,7 +211,7 @@ def run(config: DevConfig, supervisor: Supervisor | None = None) -> int:
     try:
         urls = {}
         for name, start in (("DATABASE_URL", _start_postgres), ("REDIS_URL", _start_redis)):
-            configured = _configured(name)
+            configured = local_value(name)
             if configured:
                 supervisor.say("dev", f"using {name} from the environment")
             urls[name] = configured or start(supervisor, config)
@@ -259,7 +266,7 @@ def run(config: DevConfig, supervisor: Supervisor | None = None) -> int:
 
 
 def _services() -> dict[str, str]:
-    values = {k: v for k, v in dotenv_values(DEV_SERVICES_ENV).items() if v}
+    values = {k: v for k, v in dotenv_values(dev_services_env()).items() if v}
     values.update({k: v for k in ("DATABASE_URL", "REDIS_URL") if (v := os.environ.get(k))})
     return values
 
@@ -291,22 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         default="run",
         choices=["run", "psql", "redis-cli"],
     )
-    parser.add_argument(
-        "--data-dir", type=Path, default=Path(os.environ.get("NEXUS_DEV_DATA_DIR", "data/dev"))
-    )
-    parser.add_argument(
-        "--web-port", type=int, default=int(os.environ.get("NEXUS_DEV_WEB_PORT", "5000"))
-    )
-    parser.add_argument(
-        "--pg-port", type=int, default=int(os.environ.get("NEXUS_DEV_PG_PORT", "55432"))
-    )
-    parser.add_argument(
-        "--redis-port", type=int, default=int(os.environ.get("NEXUS_DEV_REDIS_PORT", "56379"))
-    )
     args = parser.parse_args(argv)
     if args.command != "run":
         return shell(args.command)
-    return run(DevConfig(args.data_dir, args.web_port, args.pg_port, args.redis_port))
+    return run(load_dev_config())
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from nexus import migrations
 from nexus_dev.local_services import free_port, port_in_use
 from tests.support import checkout, interrupt, wait_for
 
@@ -37,7 +38,10 @@ def descendant(root: psutil.Process, fragment: str) -> psutil.Process | None:
 
 
 @pytest.mark.usefixtures("servers")  # a wheel or system server must exist for the stack
-def test_make_dev_serves_restarts_and_stops_cleanly(tmp_path: Path, server_dir: Path) -> None:
+@pytest.mark.parametrize("settings_in", ["environment", ".env"])
+def test_make_dev_serves_restarts_and_stops_cleanly(
+    tmp_path: Path, server_dir: Path, settings_in: str
+) -> None:
     ports = {"web": free_port(), "pg": free_port(), "redis": free_port()}
     env = {
         key: value
@@ -45,15 +49,18 @@ def test_make_dev_serves_restarts_and_stops_cleanly(tmp_path: Path, server_dir: 
         if key not in ("DATABASE_URL", "REDIS_URL") and not key.startswith(("NEXUS_", "MAKE"))
     }
     data_dir = server_dir / "dev"
-    env |= {
-        "FLASK_SKIP_DOTENV": "1",
-        "PYTHONUNBUFFERED": "1",
+    env |= {"FLASK_SKIP_DOTENV": "1", "PYTHONUNBUFFERED": "1"}
+    settings = {
         "NEXUS_DEV_DATA_DIR": str(data_dir),
         "NEXUS_DEV_WEB_PORT": str(ports["web"]),
         "NEXUS_DEV_PG_PORT": str(ports["pg"]),
         "NEXUS_DEV_REDIS_PORT": str(ports["redis"]),
     }
     clone = checkout(tmp_path / "clone")  # no .env of the developer's
+    if settings_in == ".env":
+        (clone / ".env").write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    else:
+        env |= settings
     log_path = tmp_path / "dev.log"
     with log_path.open("wb") as log:
         stack = subprocess.Popen(
@@ -73,6 +80,19 @@ def test_make_dev_serves_restarts_and_stops_cleanly(tmp_path: Path, server_dir: 
         assert f"127.0.0.1:{ports['pg']}/nexus" in services
         assert list(data_dir.glob("postgres-*/PG_VERSION"))
         assert list(data_dir.glob("*-*.*/appendonlydir"))  # redis-7.0 or valkey-8.1
+
+        # Another terminal in the checkout finds the servers with no URL set.
+        other = subprocess.run(
+            [".venv/bin/flask", "--app", "nexus", "db", "current"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert other.returncode == 0, other.stderr
+        assert other.stdout.strip() == migrations.head()
 
         # Redis dies: /healthz says so, the supervisor restarts it, health returns.
         redis = descendant(root, f"127.0.0.1:{ports['redis']}") or descendant(
