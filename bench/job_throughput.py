@@ -61,7 +61,7 @@ def nexus_round(app_redis: Redis, jobs: int) -> float:
         started = time.perf_counter()
         for _ in range(jobs):
             with sessions() as session, session.begin():
-                services.enqueue(
+                services.enqueue_with(
                     session=session, queues=queues, sessions=sessions, name="bench.noop"
                 )
     worker = NexusWorker(queues.ordered, connection=queues.default.connection, app=app)

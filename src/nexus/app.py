@@ -1,38 +1,34 @@
 """The application factory: a table of contents of what a Nexus app is made of.
 
-``create_app()`` loads and validates the settings (failing fast), configures
-logging before Flask exists, then wires extensions, request hooks,
-blueprints, error handlers and commands, in that order. It is the only module
-that imports routes.
+``create_app()`` loads and validates the settings (the app's and every
+domain's, failing fast), configures logging before Flask exists, then wires
+extensions, request hooks, each domain (``nexus.domains``: its blueprints,
+jobs, commands, error codes, event subscribers and setup), error handlers
+and the core commands, in that order.
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
+from collections.abc import Sequence
 
 from flask import Flask
 
-from nexus.accounts import auth
-from nexus.accounts import routes as account_routes
+from nexus import cli
 from nexus.api import errors, health, problems, request_context
-from nexus.audit import routes as audit_routes
 from nexus.config import ConfigError, Settings, load_settings
-from nexus.infrastructure import queue
+from nexus.domain import SETTINGS_KEY, Domain, load_domain_settings, subscribers_of
+from nexus.domains import DOMAINS
+from nexus.infrastructure import events, queue
 from nexus.infrastructure import redis as redis_infra
 from nexus.infrastructure.database import Database, create_db_engine
 from nexus.infrastructure.logging import configure_logging
-from nexus.jobs import routes as job_routes
-
-# Every module that declares job types: importing one registers its jobs
-# (and their schedules) in this process, web and worker alike.
-JOB_MODULES = ("nexus.jobs.canary", "nexus.jobs.maintenance", "nexus.accounts.jobs")
 
 API_PREFIX = "/api/v1"
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build a Nexus app from ``settings`` (default: the environment)."""
+def create_app(settings: Settings | None = None, domains: Sequence[Domain] = DOMAINS) -> Flask:
+    """Build a Nexus app from ``settings`` (default: the environment) and ``domains``."""
     settings = settings or load_settings()
     configure_logging(settings)
     app = Flask(__name__)
@@ -44,11 +40,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Keep keys in the order views write them: {"status", "db", "redis"}.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["nexus.settings"] = settings
+    app.extensions[SETTINGS_KEY] = load_domain_settings(domains, settings.env)
     register_extensions(app, settings)
     register_request_hooks(app)
     register_blueprints(app)
-    register_jobs()
-    register_errorhandlers(app)
+    register_domains(app, domains)
+    register_errorhandlers(app, domains)
     register_commands(app)
     return app
 
@@ -56,8 +53,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 def create_app_or_exit() -> Flask:
     """``create_app()`` for entry points: a bad configuration exits with its message.
 
-    ``flask --app nexus`` and gunicorn (``nexus.wsgi``) use this, so an operator
-    sees the list of bad variables rather than a traceback.
+    ``flask --app nexus``, gunicorn (``nexus.wsgi``) and ``rq worker``
+    (``nexus.rqworker``) use this, so an operator sees the list of bad
+    variables rather than a traceback.
     """
     try:
         return create_app()
@@ -72,7 +70,6 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     redis = redis_infra.create_redis(settings)
     redis_infra.init_app(app, redis)
     queue.init_app(app, queue.create_queues(redis, settings))
-    auth.init_app(app, settings)
     app.extensions[health.EXTENSION_KEY] = health.create_health_check(settings, redis)
 
 
@@ -81,25 +78,30 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    """The ops endpoints and the error catalogue; domains bring the rest."""
     app.register_blueprint(health.bp)
     app.register_blueprint(problems.bp, url_prefix=API_PREFIX)
-    app.register_blueprint(account_routes.bp, url_prefix=f"{API_PREFIX}/auth")
-    app.register_blueprint(account_routes.admin_bp, url_prefix=f"{API_PREFIX}/admin")
-    app.register_blueprint(audit_routes.bp, url_prefix=f"{API_PREFIX}/admin")
-    app.register_blueprint(job_routes.bp, url_prefix=API_PREFIX)
-    app.register_blueprint(job_routes.admin_bp, url_prefix=f"{API_PREFIX}/admin")
 
 
-def register_jobs() -> None:
-    for module in JOB_MODULES:
-        importlib.import_module(module)
+def register_domains(app: Flask, domains: Sequence[Domain]) -> None:
+    # Job modules register their job types when imported, which importing the
+    # domain has done; the list in each Domain says which they are.
+    for domain in domains:
+        if domain.init_app is not None:
+            domain.init_app(app)
+        for blueprint, prefix in domain.blueprints:
+            app.register_blueprint(blueprint, url_prefix=f"{API_PREFIX}{prefix}")
+        for command in domain.commands:
+            app.cli.add_command(command)
+    events.init_app(app, subscribers_of(domains))
+    app.extensions["nexus.domains"] = tuple(domains)
 
 
-def register_errorhandlers(app: Flask) -> None:
-    errors.register_error_handlers(app)
+def register_errorhandlers(app: Flask, domains: Sequence[Domain]) -> None:
+    codes = [code for domain in domains for code in domain.codes]
+    error_codes = {cls: code for domain in domains for cls, code in domain.errors.items()}
+    errors.init_app(app, codes, error_codes)
 
 
 def register_commands(app: Flask) -> None:
-    from nexus import cli  # noqa: PLC0415 - commands import jobs, which need the app late
-
-    cli.register(app)
+    app.cli.add_command(cli.db_group)

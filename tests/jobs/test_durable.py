@@ -70,7 +70,7 @@ def enqueue(
 ) -> Job:
     session = get_session()
     with transaction(session):
-        return services.enqueue(
+        return services.enqueue_with(
             session=session,
             queues=get_queues(),
             sessions=get_database().sessionmaker,
@@ -121,7 +121,7 @@ def test_nothing_is_delivered_before_commit_or_after_rollback(
     def enqueue_then_fail() -> None:
         session = get_session()
         with transaction(session):
-            services.enqueue(
+            services.enqueue_with(
                 session=session,
                 queues=get_queues(),
                 sessions=get_database().sessionmaker,

@@ -31,6 +31,7 @@ from nexus.api.errors import ApiError, ErrorCode, problem
 from nexus.audit import services as audit_services
 from nexus.audit.services import AuditContext
 from nexus.config import Settings
+from nexus.infrastructure import context
 from nexus.infrastructure.database import get_database, get_session
 from nexus.infrastructure.redis import create_redis
 
@@ -119,7 +120,7 @@ def family_cache() -> FamilyCache:
 def _authenticate(*, refresh: bool) -> CurrentUser:
     verify_jwt_in_request(refresh=refresh)
     user = current()
-    g.user_id = user.id  # for the access line
+    context.bind(user_id=user.id)  # for the access line, and jobs it enqueues
     return user
 
 
@@ -223,5 +224,5 @@ def audit_context() -> AuditContext:
         actor_role=user.role if user else None,
         ip=request.remote_addr,
         user_agent=request.headers.get("User-Agent"),
-        request_id=g.get("request_id"),
+        request_id=context.request_id(),
     )

@@ -25,7 +25,7 @@ from importlib import resources
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from nexus.api.errors import ApiError, ErrorCode
+from nexus.accounts.errors import AuthUnavailable
 from nexus.config import Settings
 
 MIN_LENGTH = 12
@@ -76,10 +76,9 @@ class PasswordHasher:
     @contextmanager
     def _slot(self) -> Iterator[None]:
         if not self._slots.acquire(timeout=self._wait):
-            raise ApiError(
-                ErrorCode.E_AUTH_UNAVAILABLE,
+            raise AuthUnavailable(
                 "Too many sign-ins are being checked right now; retry in a few seconds.",
-                headers={"Retry-After": "2"},
+                retry_after=2,
             )
         try:
             yield

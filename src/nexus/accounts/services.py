@@ -2,8 +2,8 @@
 
 Plain functions with the session passed in; the caller owns the transaction
 (``with transaction(session): ...``). Each records its audit row in that same
-transaction. They raise :class:`ApiError` for what a client can fix, and
-never touch the request.
+transaction. They raise domain errors (``accounts.errors``) for what a
+client can fix, and never touch the request.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nexus.accounts import tokens
+from nexus.accounts.errors import EmailTaken, LastAdmin, RegistrationClosed, UserNotFound
 from nexus.accounts.models import Invite, Role, User
 from nexus.accounts.passwords import PasswordHasher, policy_problems
-from nexus.api.errors import ApiError, ErrorCode
 from nexus.audit import services as audit
 from nexus.audit.services import AuditContext
+from nexus.errors import InvalidInput
 
 
 def _now() -> datetime:
@@ -42,8 +43,7 @@ def find_by_email(session: Session, email: str) -> User | None:
 def _check_policy(password: str, email: str, field: str = "password") -> None:
     problems = policy_problems(password, email=email)
     if problems:
-        raise ApiError(
-            ErrorCode.E_INVALID_REQUEST,
+        raise InvalidInput(
             "The password does not meet the policy.",
             errors=[{"field": field, "message": message} for message in problems],
         )
@@ -63,22 +63,20 @@ def register(
     (docs/decisions/0012): the caller would learn it anyway by trying to sign in
     after a password reset, and a clear 409 saves real users confusion."""
     if mode == "closed":
-        raise ApiError(ErrorCode.E_FORBIDDEN, "Registration is closed.")
+        raise RegistrationClosed("Registration is closed.")
     _check_policy(password, email)
     invite: Invite | None = None
     if mode == "invite":
         invite = _claim_invite(session, invite_code)
     if find_by_email(session, email) is not None:
-        raise ApiError(ErrorCode.E_CONFLICT, "An account with this e-mail address exists.")
+        raise EmailTaken("An account with this e-mail address exists.")
     user = User(email=email.strip(), password_hash=hasher.hash(password), role=Role.MEMBER)
     session.add(user)
     try:
         with session.begin_nested():
             session.flush()
     except IntegrityError:  # registered by a concurrent request just now
-        raise ApiError(
-            ErrorCode.E_CONFLICT, "An account with this e-mail address exists."
-        ) from None
+        raise EmailTaken("An account with this e-mail address exists.") from None
     session.refresh(user)
     actor = context.as_actor(user.id, user.role)
     audit.record(
@@ -102,8 +100,7 @@ def register(
 
 
 def _claim_invite(session: Session, code: str | None) -> Invite:
-    invalid = ApiError(
-        ErrorCode.E_INVALID_REQUEST,
+    invalid = InvalidInput(
         "Registration needs a valid invite code.",
         errors=[{"field": "invite_code", "message": "Missing, unknown, used or expired."}],
     )
@@ -174,8 +171,7 @@ def change_password(
 ) -> None:
     """Set a new password and end every other session of the user."""
     if not hasher.verify(user.password_hash, current_password):
-        raise ApiError(
-            ErrorCode.E_INVALID_REQUEST,
+        raise InvalidInput(
             "The current password is wrong.",
             errors=[{"field": "current_password", "message": "Does not match."}],
         )
@@ -206,8 +202,7 @@ def delete_account(
     _serialize_admin_changes(session)
     session.refresh(user)  # as it is now that no admin change runs beside us
     if not hasher.verify(user.password_hash, password):
-        raise ApiError(
-            ErrorCode.E_INVALID_REQUEST,
+        raise InvalidInput(
             "The password is wrong.",
             errors=[{"field": "password", "message": "Does not match."}],
         )
@@ -255,16 +250,13 @@ def _require_another_admin(session: Session, user_id: uuid.UUID) -> None:
         select(User.id).where(User.role == Role.ADMIN, User.is_active.is_(True))
     ).all()
     if not [admin for admin in admins if admin != user_id]:
-        raise ApiError(
-            ErrorCode.E_LAST_ADMIN_FORBIDDEN,
-            "This is the last active admin; make another admin first.",
-        )
+        raise LastAdmin("This is the last active admin; make another admin first.")
 
 
 def get_user(session: Session, user_id: uuid.UUID) -> User:
     user = session.get(User, user_id)
     if user is None:
-        raise ApiError(ErrorCode.E_NOT_FOUND, "No such user.")
+        raise UserNotFound("No such user.")
     return user
 
 
@@ -311,7 +303,7 @@ def update_user(
         _serialize_admin_changes(session)
     user = session.scalar(select(User).where(User.id == user_id).with_for_update())
     if user is None:
-        raise ApiError(ErrorCode.E_NOT_FOUND, "No such user.")
+        raise UserNotFound("No such user.")
     loses_admin = (
         user.role == Role.ADMIN
         and user.is_active
@@ -357,7 +349,7 @@ def delete_user(
     _serialize_admin_changes(session)
     user = session.scalar(select(User).where(User.id == user_id).with_for_update())
     if user is None:
-        raise ApiError(ErrorCode.E_NOT_FOUND, "No such user.")
+        raise UserNotFound("No such user.")
     _delete(session=session, user=user, cache=cache, context=context, action="user.delete")
 
 

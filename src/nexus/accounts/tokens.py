@@ -29,8 +29,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from nexus.accounts.errors import AuthUnavailable, SessionEnded
 from nexus.accounts.models import TokenFamily, User
-from nexus.api.errors import ApiError, ErrorCode
 from nexus.config import Settings
 from nexus.infrastructure.database import after_commit, transaction
 from nexus.infrastructure.logging import get_logger
@@ -110,7 +110,7 @@ def rotate(
         select(TokenFamily).where(TokenFamily.id == uuid.UUID(claims["fam"])).with_for_update()
     )
     if family is None or family.revoked_at is not None:
-        raise ApiError(ErrorCode.E_UNAUTHENTICATED, "The session has ended; sign in again.")
+        raise SessionEnded("The session has ended; sign in again.")
     if family.refresh_jti != claims["jti"]:
         raise RefreshReuseError(family.id)
     return _pair(user, family, settings)
@@ -203,7 +203,7 @@ class FamilyCache:
             ).one_or_none()
         except SQLAlchemyError as exc:
             log.error("auth.state_unavailable", error=str(exc))
-            raise ApiError(ErrorCode.E_AUTH_UNAVAILABLE) from None
+            raise AuthUnavailable("Credentials cannot be checked right now; retry later.") from None
         if row is None:
             return None
         state = FamilyState(user_id, row.role, row.is_active, row.revoked_at is not None)

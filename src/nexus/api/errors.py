@@ -1,21 +1,33 @@
 """Errors: every error code, and the RFC 9457 problem document each error becomes.
 
 Owns :class:`ErrorCode` (the stable ``code`` clients branch on, its HTTP status
-and title), :class:`ApiError` (what services and routes raise), the handlers
-that turn it, werkzeug's HTTP errors and anything unhandled into
-``application/problem+json``. A traceback is logged, never sent; each
+and title) and the codes every app has, :class:`ApiError` (what routes raise),
+the one mapping from services' domain errors (``nexus.errors``) to codes,
+and the handlers that turn those, werkzeug's HTTP errors and anything
+unhandled into ``application/problem+json``. A traceback is logged, never sent; each
 problem's ``type`` points at its entry in the catalogue (``api/problems.py``).
 """
 
 from __future__ import annotations
 
-import enum
-from typing import Any, cast
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
 
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from nexus.config import current_settings
+from nexus.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
+from nexus.infrastructure import context
 from nexus.infrastructure.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -24,86 +36,135 @@ PROBLEM_TYPE_PREFIX = "/api/v1/problems/"
 log = get_logger(__name__)
 
 
-class ErrorCode(enum.Enum):
+@dataclass(frozen=True)
+class ErrorCode:
     """A stable error code: its HTTP status, title and meaning.
 
-    Codes are part of the API contract: add new ones, never rename or reuse one.
+    Codes are part of the API contract: add new ones, never rename or reuse
+    one. The codes every app has are below (``ErrorCode.E_NOT_FOUND``); a
+    domain declares its own in its ``errors.py`` and lists them in its
+    ``Domain``, and the app's catalogue holds both.
     """
 
-    E_INVALID_REQUEST = (
-        400,
-        "Invalid request",
-        "The body or query string is malformed or fails validation.",
-    )
-    E_NAME_INVALID = (400, "Invalid name", "A name is empty, too long or has invalid characters.")
-    E_UNAUTHENTICATED = (
-        401,
-        "Authentication required",
-        "Credentials are missing, malformed, expired or revoked.",
-    )
-    E_FORBIDDEN = (403, "Forbidden", "The caller is authenticated but may not do this.")
-    E_INTERNAL_ONLY = (403, "Internal endpoint", "This endpoint answers internal callers only.")
-    E_DEFAULT_LIBRARY_FORBIDDEN = (
-        403,
-        "Default library is protected",
-        "The default library cannot be renamed or deleted.",
-    )
-    E_LAST_ADMIN_FORBIDDEN = (
-        403,
-        "Last admin is protected",
-        "The last active admin cannot be demoted, deactivated or deleted.",
-    )
-    E_NOT_FOUND = (404, "Not found", "No such resource, or it is not visible to the caller.")
-    E_LIBRARY_NOT_FOUND = (
-        404,
-        "Library not found",
-        "No such library, or the caller is not a member.",
-    )
-    E_MEDIA_NOT_FOUND = (
-        404,
-        "Media not found",
-        "No such media, or it is not readable by the caller.",
-    )
-    E_METHOD_NOT_ALLOWED = (
-        405,
-        "Method not allowed",
-        "The resource exists but does not accept this method; see Allow.",
-    )
-    E_CONFLICT = (
-        409,
-        "Conflict",
-        "The request conflicts with the current state, e.g. a duplicate.",
-    )
-    E_PAYLOAD_TOO_LARGE = (413, "Payload too large", "The request body exceeds the size limit.")
-    E_UNSUPPORTED_MEDIA_TYPE = (
-        415,
-        "Unsupported media type",
-        "The body must be JSON (Content-Type: application/json).",
-    )
-    E_RATE_LIMITED = (
-        429,
-        "Too many requests",
-        "The caller exceeded a rate limit; retry after Retry-After seconds.",
-    )
-    E_INTERNAL = (
-        500,
-        "Internal error",
-        "An unexpected error; quote the request_id when reporting it.",
-    )
-    E_AUTH_UNAVAILABLE = (
-        503,
-        "Authentication unavailable",
-        "Credentials cannot be checked right now; retry later.",
-    )
+    name: str
+    status: int
+    title: str
+    description: str
 
-    def __init__(self, status: int, title: str, description: str) -> None:
-        self.status = status
-        self.title = title
-        self.description = description
+    E_INVALID_REQUEST: ClassVar[ErrorCode]
+    E_NAME_INVALID: ClassVar[ErrorCode]
+    E_UNAUTHENTICATED: ClassVar[ErrorCode]
+    E_FORBIDDEN: ClassVar[ErrorCode]
+    E_INTERNAL_ONLY: ClassVar[ErrorCode]
+    E_NOT_FOUND: ClassVar[ErrorCode]
+    E_METHOD_NOT_ALLOWED: ClassVar[ErrorCode]
+    E_CONFLICT: ClassVar[ErrorCode]
+    E_PAYLOAD_TOO_LARGE: ClassVar[ErrorCode]
+    E_UNSUPPORTED_MEDIA_TYPE: ClassVar[ErrorCode]
+    E_RATE_LIMITED: ClassVar[ErrorCode]
+    E_INTERNAL: ClassVar[ErrorCode]
+    E_UNAVAILABLE: ClassVar[ErrorCode]
 
     @property
     def type_uri(self) -> str:
         return PROBLEM_TYPE_PREFIX + self.name
+
+
+ErrorCode.E_INVALID_REQUEST = ErrorCode(
+    "E_INVALID_REQUEST",
+    400,
+    "Invalid request",
+    "The body or query string is malformed or fails validation.",
+)
+ErrorCode.E_NAME_INVALID = ErrorCode(
+    "E_NAME_INVALID",
+    400,
+    "Invalid name",
+    "A name is empty, too long or has invalid characters.",
+)
+ErrorCode.E_UNAUTHENTICATED = ErrorCode(
+    "E_UNAUTHENTICATED",
+    401,
+    "Authentication required",
+    "Credentials are missing, malformed, expired or revoked.",
+)
+ErrorCode.E_FORBIDDEN = ErrorCode(
+    "E_FORBIDDEN",
+    403,
+    "Forbidden",
+    "The caller is authenticated but may not do this.",
+)
+ErrorCode.E_INTERNAL_ONLY = ErrorCode(
+    "E_INTERNAL_ONLY",
+    403,
+    "Internal endpoint",
+    "This endpoint answers internal callers only.",
+)
+ErrorCode.E_NOT_FOUND = ErrorCode(
+    "E_NOT_FOUND",
+    404,
+    "Not found",
+    "No such resource, or it is not visible to the caller.",
+)
+ErrorCode.E_METHOD_NOT_ALLOWED = ErrorCode(
+    "E_METHOD_NOT_ALLOWED",
+    405,
+    "Method not allowed",
+    "The resource exists but does not accept this method; see Allow.",
+)
+ErrorCode.E_CONFLICT = ErrorCode(
+    "E_CONFLICT",
+    409,
+    "Conflict",
+    "The request conflicts with the current state, e.g. a duplicate.",
+)
+ErrorCode.E_PAYLOAD_TOO_LARGE = ErrorCode(
+    "E_PAYLOAD_TOO_LARGE",
+    413,
+    "Payload too large",
+    "The request body exceeds the size limit.",
+)
+ErrorCode.E_UNSUPPORTED_MEDIA_TYPE = ErrorCode(
+    "E_UNSUPPORTED_MEDIA_TYPE",
+    415,
+    "Unsupported media type",
+    "The body must be JSON (Content-Type: application/json).",
+)
+ErrorCode.E_RATE_LIMITED = ErrorCode(
+    "E_RATE_LIMITED",
+    429,
+    "Too many requests",
+    "The caller exceeded a rate limit; retry after Retry-After seconds.",
+)
+ErrorCode.E_INTERNAL = ErrorCode(
+    "E_INTERNAL",
+    500,
+    "Internal error",
+    "An unexpected error; quote the request_id when reporting it.",
+)
+ErrorCode.E_UNAVAILABLE = ErrorCode(
+    "E_UNAVAILABLE",
+    503,
+    "Service unavailable",
+    "A dependency cannot answer right now; retry later.",
+)
+
+# Every app's codes, whatever its domains.
+CORE_CODES: tuple[ErrorCode, ...] = (
+    ErrorCode.E_INVALID_REQUEST,
+    ErrorCode.E_NAME_INVALID,
+    ErrorCode.E_UNAUTHENTICATED,
+    ErrorCode.E_FORBIDDEN,
+    ErrorCode.E_INTERNAL_ONLY,
+    ErrorCode.E_NOT_FOUND,
+    ErrorCode.E_METHOD_NOT_ALLOWED,
+    ErrorCode.E_CONFLICT,
+    ErrorCode.E_PAYLOAD_TOO_LARGE,
+    ErrorCode.E_UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.E_RATE_LIMITED,
+    ErrorCode.E_INTERNAL,
+    ErrorCode.E_UNAVAILABLE,
+)
 
 
 class ApiError(Exception):
@@ -157,7 +218,7 @@ def problem(
         "detail": detail,
         "instance": request.path,
         "code": code.name,
-        "request_id": g.get("request_id"),
+        "request_id": context.request_id(),
     }
     if errors is not None:
         body["errors"] = errors
@@ -166,6 +227,61 @@ def problem(
     response.mimetype = PROBLEM_JSON
     response.headers.update(headers or {})
     return response
+
+
+# Services' errors (nexus.errors) by class; a domain adds its own classes in
+# its Domain, and the most specific class wins.
+CORE_ERROR_CODES: dict[type[DomainError], ErrorCode] = {
+    InvalidInput: ErrorCode.E_INVALID_REQUEST,
+    Unauthenticated: ErrorCode.E_UNAUTHENTICATED,
+    Forbidden: ErrorCode.E_FORBIDDEN,
+    NotFound: ErrorCode.E_NOT_FOUND,
+    Conflict: ErrorCode.E_CONFLICT,
+    Unavailable: ErrorCode.E_UNAVAILABLE,
+}
+CODES_KEY = "nexus.error_codes"
+ERROR_MAP_KEY = "nexus.error_map"
+
+
+def init_app(
+    app: Flask, codes: Iterable[ErrorCode], error_codes: Mapping[type[DomainError], ErrorCode]
+) -> None:
+    """The app's catalogue of codes and its domain-error mapping, core ones included."""
+    catalogue: dict[str, ErrorCode] = {}
+    for code in (*CORE_CODES, *codes):
+        if catalogue.setdefault(code.name, code) is not code:
+            raise ValueError(f"error code {code.name} is declared twice")
+    app.extensions[CODES_KEY] = catalogue
+    app.extensions[ERROR_MAP_KEY] = {**CORE_ERROR_CODES, **error_codes}
+    register_error_handlers(app)
+
+
+def catalogue() -> dict[str, ErrorCode]:
+    """Every code the current app can answer with, by name."""
+    codes: dict[str, ErrorCode] = current_app.extensions[CODES_KEY]
+    return codes
+
+
+def code_for(exc: DomainError) -> ErrorCode:
+    """The code a domain error maps to: its own class's, else its nearest base's."""
+    mapping: dict[type[DomainError], ErrorCode] = current_app.extensions[ERROR_MAP_KEY]
+    for cls in type(exc).__mro__:
+        code = mapping.get(cls)
+        if code is not None:
+            return code
+    return ErrorCode.E_INTERNAL  # a bare DomainError: a programming error, not the client's
+
+
+def _handle_domain_error(exc: DomainError) -> Response:
+    code = code_for(exc)
+    if code.status >= 500 and code is ErrorCode.E_INTERNAL:
+        return _handle_unexpected(exc)
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    if code.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return problem(code, exc.detail, errors=exc.errors, headers=headers)
 
 
 def _handle_api_error(exc: ApiError) -> Response:
@@ -192,5 +308,6 @@ def _handle_unexpected(exc: BaseException) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _handle_api_error)
+    app.register_error_handler(DomainError, _handle_domain_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from nexus.api.envelope import PageQuery, data, decode_cursor, encode_cursor, page
-from nexus.api.errors import ApiError, ErrorCode
+from nexus.api.errors import ApiError, ErrorCode, catalogue
 from nexus.api.validation import validate
 
 bp = Blueprint("problems", __name__)
@@ -21,7 +21,7 @@ bp = Blueprint("problems", __name__)
 @bp.get("/problems")
 @validate(query=PageQuery)
 def list_problem_types(query: PageQuery) -> Response:
-    codes = sorted(ErrorCode, key=lambda code: code.name)
+    codes = sorted(catalogue().values(), key=lambda code: code.name)
     if query.cursor is not None:
         after = str(decode_cursor(query.cursor).get("after", ""))
         codes = [code for code in codes if code.name > after]
@@ -33,7 +33,7 @@ def list_problem_types(query: PageQuery) -> Response:
 
 @bp.get("/problems/<name>")
 def get_problem_type(name: str) -> Response:
-    code = ErrorCode.__members__.get(name)
+    code = catalogue().get(name)
     if code is None:
         raise ApiError(ErrorCode.E_NOT_FOUND, f"There is no error code {name!r}.")
     return data(_describe(code))

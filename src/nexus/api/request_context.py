@@ -19,6 +19,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from nexus.config import current_settings
+from nexus.infrastructure import context
 from nexus.infrastructure.logging import get_logger
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -31,7 +32,7 @@ def _begin_request() -> None:
     structlog.contextvars.clear_contextvars()
     offered = request.headers.get(REQUEST_ID_HEADER, "")
     request_id = offered if _WELL_FORMED_REQUEST_ID.match(offered) else str(uuid.uuid4())
-    g.request_id = request_id
+    context.bind(request_id=request_id)
     g.request_started = time.perf_counter()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     # Refuse an oversized body before any view reads it, whether or not the
@@ -42,7 +43,7 @@ def _begin_request() -> None:
 
 
 def _finish_request(response: Response) -> Response:
-    request_id = g.get("request_id")
+    request_id = context.request_id()
     if request_id is not None:
         response.headers[REQUEST_ID_HEADER] = request_id
     started = g.get("request_started")
@@ -55,7 +56,7 @@ def _finish_request(response: Response) -> Response:
         "status": response.status_code,
         "duration_ms": duration_ms,
     }
-    user_id = g.get("user_id")
+    user_id = context.user_id()
     if user_id is not None:
         fields["user_id"] = str(user_id)
     log.info("http.request", **fields)

@@ -55,7 +55,7 @@ def enqueue_canary(
     request_id: str | None = None,
 ) -> Job:
     """One canary, in the caller's transaction."""
-    return services.enqueue(
+    return services.enqueue_with(
         session=session,
         queues=queues,
         sessions=sessions,

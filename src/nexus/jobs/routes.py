@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
-from flask import Blueprint, Response, g
+from flask import Blueprint, Response
 
 from nexus.accounts import auth
 from nexus.accounts.models import Role
@@ -109,15 +110,12 @@ def _fresh(job: Job) -> Response:
 @validate(body=CanaryIn)
 def enqueue_canary(body: CanaryIn) -> Response:
     session = get_session()
-    caller = auth.current()
     with transaction(session):
-        job = canary.enqueue_canary(
-            session=session,
-            queues=get_queues(),
-            sessions=get_database().sessionmaker,
+        job = services.enqueue(
+            session,
+            canary.NAME,
             seconds=body.seconds,
-            enqueued_by=caller.id,
-            request_id=g.get("request_id"),
+            enqueued_at=datetime.now(UTC).isoformat(),
         )
         audit.record(
             session=session,

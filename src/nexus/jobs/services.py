@@ -35,9 +35,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from nexus.infrastructure.database import after_commit
+from nexus.infrastructure import context
+from nexus.infrastructure.database import after_commit, get_database
 from nexus.infrastructure.logging import get_logger
-from nexus.infrastructure.queue import SERIALIZER, Queues
+from nexus.infrastructure.queue import SERIALIZER, Queues, get_queues
 from nexus.jobs import registry
 from nexus.jobs.models import ACTIVE_STATUSES, ENDED_STATUSES, FailureReason, Job, JobStatus
 
@@ -58,6 +59,40 @@ def _now() -> datetime:
 
 
 def enqueue(
+    session: Session,
+    name: str,
+    /,
+    *,
+    delay: timedelta | None = None,
+    dedupe_key: str | None = None,
+    **arguments: Any,
+) -> Job:
+    """Record job ``name`` with ``arguments`` in the caller's transaction; deliver it on commit.
+
+    Inside a request, job or command::
+
+        enqueue(session, "widgets.recount", widget_id=str(widget.id))
+
+    The queues and session factory are the current app's; the acting user and
+    request id are the current request's (or, inside a job, those of the
+    request that enqueued it). ``delay`` and ``dedupe_key`` are options, so
+    they cannot be argument names. Outside an app context, use
+    :func:`enqueue_with`.
+    """
+    return enqueue_with(
+        session=session,
+        queues=get_queues(),
+        sessions=get_database().sessionmaker,
+        name=name,
+        arguments=arguments,
+        enqueued_by=context.user_id(),
+        request_id=context.request_id(),
+        delay=delay,
+        dedupe_key=dedupe_key,
+    )
+
+
+def enqueue_with(
     *,
     session: Session,
     queues: Queues,
@@ -69,7 +104,7 @@ def enqueue(
     delay: timedelta | None = None,
     dedupe_key: str | None = None,
 ) -> Job:
-    """Record job ``name`` in the caller's transaction; deliver it once that commits.
+    """:func:`enqueue` with every piece of plumbing given: for code outside an app context.
 
     With a ``dedupe_key`` (a schedule tick, a client's idempotency key) or a
     job type declared ``unique``, an existing job with the same key is

@@ -1,7 +1,7 @@
 """The RQ worker classes that run every job inside the Nexus app, and keep its row true.
 
-``NexusWorker`` is what ``flask --app nexus worker`` starts, and what a plain
-``rq worker -w nexus.jobs.worker.NexusWorker`` uses: each job runs in a forked
+``NexusWorker`` is what ``flask --app nexus worker`` starts (and, through
+``nexus.rqworker``, a plain ``rq worker``): each job runs in a forked
 work horse inside an app context, so it has the settings, its own database
 session (closed when the job ends) and the log context ``job_id``,
 ``job_name``, ``queue``, and the enqueuing request's ``request_id`` and
@@ -43,6 +43,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, TypeVar
@@ -62,6 +63,7 @@ from rq.worker.base import BaseWorker
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from nexus.infrastructure import context
 from nexus.infrastructure.database import get_database
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import SERIALIZER
@@ -82,6 +84,13 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 PING = f"{ping.__module__}.{ping.__qualname__}"
 
 
+def _uuid_or_none(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value)) if value else None
+    except ValueError:
+        return None
+
+
 def heartbeat_interval(abandoned_seconds: int) -> int:
     """Seconds between heartbeats: six chances before a job counts as abandoned."""
     return max(1, abandoned_seconds // 6)
@@ -90,13 +99,7 @@ def heartbeat_interval(abandoned_seconds: int) -> int:
 class _AppWorkerMixin(BaseWorker):
     """Pushes the app context, binds the log context, and records each attempt."""
 
-    def __init__(self, *args: Any, app: Flask | None = None, **kwargs: Any) -> None:
-        if app is None:
-            # `rq worker -w ...` builds the worker without an app; build it here
-            # (late import: the app's CLI imports this module).
-            from nexus.app import create_app_or_exit  # noqa: PLC0415
-
-            app = create_app_or_exit()
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
         settings = app.extensions["nexus.settings"]
         self.shutdown_grace: int = settings.worker_shutdown_grace
@@ -238,6 +241,11 @@ class _AppWorkerMixin(BaseWorker):
     def perform_job(self, job: Job, queue: Queue) -> bool:
         with self.app.app_context():
             meta = job.meta or {}
+            # Work this job enqueues carries the same origin on.
+            context.bind(
+                request_id=meta.get("request_id") or None,
+                user_id=_uuid_or_none(meta.get("user_id")),
+            )
             # The enqueuing request's id joins its logs with the job's.
             structlog.contextvars.bind_contextvars(
                 job_id=job.id,

@@ -10,15 +10,39 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine
+from sqlalchemy import MetaData, create_engine
 from sqlalchemy.pool import NullPool
 
+from nexus.domains import DOMAINS
+from nexus.infrastructure.database import Base
+
 MIGRATIONS_DIR = Path(__file__).parent
+target_metadata: MetaData = Base.metadata
+
+
+def managed_tables() -> frozenset[str]:
+    """The tables of the models the listed domains declare."""
+    modules = {module.__name__ for domain in DOMAINS for module in domain.models}
+    return frozenset(
+        mapper.local_table.name  # type: ignore[attr-defined]
+        for mapper in Base.registry.mappers
+        if mapper.class_.__module__ in modules
+    )
+
+
+def include_object(
+    _obj: Any, name: str | None, type_: str, reflected: bool, _compare_to: Any
+) -> bool:
+    """Autogenerate compares the domains' tables, and whatever the database holds."""
+    if type_ == "table" and not reflected:
+        return name in managed_tables()
+    return True
 
 
 def alembic_config(database_url: str) -> Config:

@@ -1,7 +1,8 @@
 """Alembic's environment: connect with the URL Nexus passes in and migrate online.
 
-Imports every module that defines models so ``--autogenerate`` sees them;
-add a domain's ``models`` import below when the domain gets tables.
+The tables Alembic manages are those of the models each domain in
+``nexus.domains`` declares; autogenerate compares exactly those (a model
+imported from anywhere else, a test's say, is not the schema's business).
 """
 
 from __future__ import annotations
@@ -10,13 +11,7 @@ from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-# Every module that defines models, so autogenerate compares them all.
-from nexus.accounts import models as _accounts_models  # noqa: F401
-from nexus.audit import models as _audit_models  # noqa: F401
-from nexus.infrastructure.database import Base
-from nexus.jobs import models as _jobs_models  # noqa: F401
-
-target_metadata = Base.metadata
+from nexus.migrations import include_object, target_metadata
 
 
 def run_migrations_online() -> None:
@@ -27,6 +22,7 @@ def run_migrations_online() -> None:
             connection=connection,
             target_metadata=target_metadata,
             compare_type=True,
+            include_object=include_object,
             # One transaction for the whole upgrade: a failing migration leaves
             # the schema as it was (PostgreSQL has transactional DDL).
             transaction_per_migration=False,

@@ -1,0 +1,18 @@
+"""Background jobs as a domain: its routes, the engine's own jobs, its commands, its table.
+
+The engine itself (registry, services, worker, relay, schedules) is plumbing
+every domain uses; this declares only what it adds to the app.
+"""
+
+from __future__ import annotations
+
+from nexus.domain import Domain
+from nexus.jobs import canary, cli, maintenance, models, routes
+
+domain = Domain(
+    name="jobs",
+    blueprints=((routes.bp, ""), (routes.admin_bp, "/admin")),
+    job_modules=(canary, maintenance),
+    commands=(cli.worker_command, cli.worker_health_command, cli.jobs_group),
+    models=(models,),
+)
