@@ -56,10 +56,11 @@ test-container: $(STAMP) ## Run `make up` from a clean checkout on the Docker en
 	$(BIN)/pytest -m docker -p no:cacheprovider -s tests/test_container.py $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff, mypy --strict, hadolint, the compose schema, lock-check
+lint: $(STAMP) ## ruff, mypy --strict, the import rules, hadolint, the compose schema, lock-check
 	$(BIN)/ruff check src tests bench gunicorn.conf.py .ci
 	$(BIN)/ruff format --check src tests bench gunicorn.conf.py .ci
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	$(MAKE) --no-print-directory lock-check
