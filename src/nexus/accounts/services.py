@@ -21,11 +21,13 @@ from sqlalchemy.orm import Session
 
 from nexus.accounts import tokens
 from nexus.accounts.errors import EmailTaken, LastAdmin, RegistrationClosed, UserNotFound
+from nexus.accounts.events import UserCreated
 from nexus.accounts.models import Invite, Role, User
 from nexus.accounts.passwords import PasswordHasher, policy_problems
 from nexus.audit import services as audit
 from nexus.audit.services import AuditContext
 from nexus.errors import InvalidInput
+from nexus.infrastructure import events
 
 
 def _now() -> datetime:
@@ -78,6 +80,7 @@ def register(
     except IntegrityError:  # registered by a concurrent request just now
         raise EmailTaken("An account with this e-mail address exists.") from None
     session.refresh(user)
+    events.publish(session, UserCreated(user_id=user.id, email=user.email, role=user.role))
     actor = context.as_actor(user.id, user.role)
     audit.record(
         session=session,
@@ -369,6 +372,7 @@ def ensure_admin(
         user = User(email=email.strip(), password_hash=hasher.hash(password), role=Role.ADMIN)
         session.add(user)
         session.flush()
+        events.publish(session, UserCreated(user_id=user.id, email=user.email, role=user.role))
         audit.record(
             session=session,
             context=context,
