@@ -1,4 +1,9 @@
-"""Tables of the accounts domain: users, token families, invites (migration 0002)."""
+"""Tables of the accounts domain: users, token families, invites (migration 0002).
+
+Every constraint and index is declared here, so ``--autogenerate`` against
+head proposes nothing. ``users.updated_at`` is kept by the baseline's
+``nexus_set_updated_at()`` trigger (migrations 0001, 0002).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Text, func, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,6 +25,13 @@ class Role(enum.StrEnum):
 
 class User(Base):
     __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('admin', 'member')", name="role"),
+        CheckConstraint("char_length(email) BETWEEN 3 AND 320", name="email_length"),
+        # Unique however it is capitalised: Alice@x and alice@x are one account.
+        Index("uq_users_email_lower", text("lower(email)"), unique=True),
+        Index("ix_users_role_active", "role", "is_active"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
@@ -37,6 +49,10 @@ class TokenFamily(Base):
     """One login: its access and refresh tokens carry this id as ``fam``."""
 
     __tablename__ = "token_families"
+    __table_args__ = (
+        Index("ix_token_families_user_id", "user_id"),
+        Index("ix_token_families_expires_at", "expires_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     user_id: Mapped[uuid.UUID] = mapped_column(
@@ -50,7 +66,10 @@ class TokenFamily(Base):
 
 
 class Invite(Base):
+    """Only the SHA-256 of a code is stored; the code is shown once."""
+
     __tablename__ = "invites"
+    __table_args__ = (UniqueConstraint("code_sha256"),)
 
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")

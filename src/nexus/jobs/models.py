@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, func, text
+from sqlalchemy import CheckConstraint, Index, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,7 +32,42 @@ class FailureReason(enum.StrEnum):
 
 
 class Job(Base):
+    """Every constraint and index of ``jobs`` (migrations 0003, 0004)."""
+
     __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("dedupe_key"),
+        CheckConstraint(
+            "status IN ('pending', 'queued', 'started', 'finished', 'failed', 'canceled',"
+            " 'scheduled')",
+            name="status",
+        ),
+        CheckConstraint("reason IN ('error', 'timeout', 'abandoned', 'lost')", name="reason"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        CheckConstraint("max_attempts >= 1", name="max_attempts"),
+        Index("ix_jobs_status_created_at", "status", "created_at"),
+        Index("ix_jobs_enqueued_by_created_at", "enqueued_by", "created_at"),
+        Index("ix_jobs_name_created_at", "name", "created_at"),
+        # One waiting or running job per unique key (a ``unique`` job type).
+        Index(
+            "uq_jobs_active_unique_key",
+            "unique_key",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'queued', 'scheduled', 'started')"),
+        ),
+        # The reconciler's question: which started attempts stopped heartbeating?
+        Index(
+            "ix_jobs_started_heartbeat",
+            "heartbeat_at",
+            postgresql_where=text("status = 'started'"),
+        ),
+        # The retention purge's: which ended jobs are old?
+        Index(
+            "ix_jobs_ended_at",
+            "ended_at",
+            postgresql_where=text("status IN ('finished', 'failed', 'canceled')"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -70,6 +71,21 @@ def current(database_url: str) -> str | None:
         with engine.connect() as connection:
             revision: str | None = MigrationContext.configure(connection).get_current_revision()
             return revision
+    finally:
+        engine.dispose()
+
+
+def drift(database_url: str) -> list[Any]:
+    """What ``db revision --autogenerate`` would propose against this database: [] when
+    the models and the migrations agree (Alembic's ``compare_metadata``)."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(
+                connection,
+                opts={"compare_type": True, "include_object": include_object},
+            )
+            return list(compare_metadata(context, target_metadata))
     finally:
         engine.dispose()
 
