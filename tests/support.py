@@ -116,9 +116,9 @@ def checkout(target: Path, *, venv: bool = True) -> Path:
         # and repoint its editable install at a temp directory.
         stamp = Path(sys.prefix) / ".installed"
         if stamp.exists():
-            installed = stamp.stat().st_mtime
+            older = stamp.stat().st_mtime_ns - 1_000_000_000
             for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
-                os.utime(target / name, (installed, installed))
+                os.utime(target / name, ns=(older, older))
     return target
 
 

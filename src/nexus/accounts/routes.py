@@ -19,8 +19,9 @@ from nexus.accounts.schemas import (
     UserOut,
     UserPatchIn,
 )
-from nexus.api.envelope import data, decode_created_cursor, encode_created_cursor, page
+from nexus.api.envelope import data
 from nexus.api.errors import ApiError, ErrorCode
+from nexus.api.pagination import keyset_page
 from nexus.api.validation import validate
 from nexus.audit import services as audit
 from nexus.config import current_settings
@@ -189,20 +190,17 @@ def delete_me(body: DeleteMeIn) -> Response:
 @auth.require_role("admin")
 @validate(query=UserListQuery)
 def list_users(query: UserListQuery) -> Response:
-    after = decode_created_cursor(query.cursor) if query.cursor is not None else None
-    users = services.list_users(
-        session=get_session(),
-        filters=services.UserFilter(query.role, query.is_active, query.email_prefix),
-        after=after,
-        limit=query.limit + 1,
-    )
-    shown = users[: query.limit]
-    next_cursor = None
-    if len(users) > query.limit:
-        last = shown[-1]
-        next_cursor = encode_created_cursor(last.created_at, last.id)
-    return page(
-        [UserOut.model_validate(user) for user in shown], next_cursor=next_cursor, limit=query.limit
+    keyset = services.USERS_KEYSET
+    filters = services.UserFilter(query.role, query.is_active, query.email_prefix)
+    return keyset_page(
+        query,
+        name="admin.users",
+        types=keyset.types,
+        key=keyset.key,
+        fetch=lambda after, limit: services.list_users(
+            session=get_session(), filters=filters, after=after, limit=limit
+        ),
+        render=UserOut.model_validate,
     )
 
 

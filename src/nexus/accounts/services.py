@@ -28,6 +28,7 @@ from nexus.audit import services as audit
 from nexus.audit.services import AuditContext
 from nexus.errors import InvalidInput
 from nexus.infrastructure import events
+from nexus.infrastructure.keyset import Keyset
 
 
 def _now() -> datetime:
@@ -270,11 +271,15 @@ class UserFilter:
     email_prefix: str | None = None
 
 
+# Oldest first: the order admins page through the member list.
+USERS_KEYSET = Keyset((User.created_at, User.id))
+
+
 def list_users(
-    *, session: Session, filters: UserFilter, after: tuple[datetime, uuid.UUID] | None, limit: int
+    *, session: Session, filters: UserFilter, after: tuple[Any, ...] | None, limit: int
 ) -> list[User]:
-    """Oldest first, keyset-paginated on (created_at, id)."""
-    query = select(User).order_by(User.created_at, User.id)
+    """Users matching ``filters``, after the key ``after`` (``USERS_KEYSET``)."""
+    query = select(User)
     if filters.role is not None:
         query = query.where(User.role == filters.role)
     if filters.is_active is not None:
@@ -287,9 +292,7 @@ def list_users(
             .replace("_", r"\_")
         )
         query = query.where(func.lower(User.email).like(prefix + "%", escape="\\"))
-    if after is not None:
-        query = query.where(func.row(User.created_at, User.id) > func.row(*after))
-    return list(session.scalars(query.limit(limit)))
+    return list(session.scalars(USERS_KEYSET.page(query, after, limit)))
 
 
 def update_user(

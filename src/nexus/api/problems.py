@@ -11,8 +11,9 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from nexus.api.envelope import PageQuery, data, decode_cursor, encode_cursor, page
+from nexus.api.envelope import PageQuery, data
 from nexus.api.errors import ApiError, ErrorCode, catalogue
+from nexus.api.pagination import keyset_page
 from nexus.api.validation import validate
 
 bp = Blueprint("problems", __name__)
@@ -22,13 +23,18 @@ bp = Blueprint("problems", __name__)
 @validate(query=PageQuery)
 def list_problem_types(query: PageQuery) -> Response:
     codes = sorted(catalogue().values(), key=lambda code: code.name)
-    if query.cursor is not None:
-        after = str(decode_cursor(query.cursor).get("after", ""))
-        codes = [code for code in codes if code.name > after]
-    chosen = codes[: query.limit]
-    more = len(codes) > query.limit
-    next_cursor = encode_cursor({"after": chosen[-1].name}) if more else None
-    return page([_describe(code) for code in chosen], next_cursor=next_cursor, limit=query.limit)
+
+    def after(key: tuple[Any, ...] | None, limit: int) -> list[ErrorCode]:
+        return [code for code in codes if key is None or code.name > key[0]][:limit]
+
+    return keyset_page(
+        query,
+        name="problems",
+        types=(str,),
+        key=lambda code: (code.name,),
+        fetch=after,
+        render=_describe,
+    )
 
 
 @bp.get("/problems/<name>")

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from nexus.audit.models import AuditLog
+from nexus.infrastructure.keyset import Keyset
 
 _FORBIDDEN_META_KEY = re.compile(r"pass|secret|token|hash|authorization|cookie", re.IGNORECASE)
 
@@ -118,11 +119,15 @@ class AuditFilter:
     until: datetime | None = None
 
 
+# Newest first; ids only grow, so the id alone orders them.
+ENTRIES_KEYSET = Keyset((AuditLog.id,), descending=True)
+
+
 def list_entries(
-    *, session: Session, filters: AuditFilter, after_id: int | None, limit: int
+    *, session: Session, filters: AuditFilter, after: tuple[Any, ...] | None, limit: int
 ) -> list[AuditLog]:
-    """Newest first, keyset-paginated on the id (``after_id``: the last id seen)."""
-    query = select(AuditLog).order_by(AuditLog.id.desc())
+    """Entries matching ``filters``, after the key ``after`` (``ENTRIES_KEYSET``)."""
+    query = select(AuditLog)
     if filters.actor_id is not None:
         query = query.where(AuditLog.actor_id == filters.actor_id)
     if filters.action is not None:
@@ -133,6 +138,4 @@ def list_entries(
         query = query.where(AuditLog.occurred_at >= filters.since)
     if filters.until is not None:
         query = query.where(AuditLog.occurred_at < filters.until)
-    if after_id is not None:
-        query = query.where(AuditLog.id < after_id)
-    return list(session.scalars(query.limit(limit)))
+    return list(session.scalars(ENTRIES_KEYSET.page(query, after, limit)))

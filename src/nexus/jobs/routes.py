@@ -10,8 +10,9 @@ from flask import Blueprint, Response
 
 from nexus.accounts import auth
 from nexus.accounts.models import Role
-from nexus.api.envelope import data, decode_created_cursor, encode_created_cursor, page
+from nexus.api.envelope import data
 from nexus.api.errors import ApiError, ErrorCode
+from nexus.api.pagination import keyset_page
 from nexus.api.validation import validate
 from nexus.audit import services as audit
 from nexus.infrastructure.database import get_database, get_session, transaction
@@ -40,19 +41,17 @@ def get_job(job_id: uuid.UUID) -> Response:
 @auth.require_role("admin")
 @validate(query=JobQuery)
 def list_jobs(query: JobQuery) -> Response:
-    jobs = services.list_jobs(
-        get_session(),
-        status=query.status,
-        name=query.name,
-        after=decode_created_cursor(query.cursor) if query.cursor else None,
-        limit=query.limit + 1,
+    keyset = services.JOBS_KEYSET
+    return keyset_page(
+        query,
+        name="admin.jobs",
+        types=keyset.types,
+        key=keyset.key,
+        fetch=lambda after, limit: services.list_jobs(
+            get_session(), status=query.status, name=query.name, after=after, limit=limit
+        ),
+        render=AdminJobOut.of,
     )
-    shown = jobs[: query.limit]
-    next_cursor = None
-    if len(jobs) > query.limit:
-        last = shown[-1]
-        next_cursor = encode_created_cursor(last.created_at, last.id)
-    return page([AdminJobOut.of(job) for job in shown], next_cursor=next_cursor, limit=query.limit)
 
 
 @admin_bp.post("/jobs/<uuid:job_id>/retry")

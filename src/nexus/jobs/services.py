@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from nexus.infrastructure import context
 from nexus.infrastructure.database import after_commit, get_database
+from nexus.infrastructure.keyset import Keyset
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import SERIALIZER, Queues, get_queues
 from nexus.jobs import registry
@@ -534,23 +535,22 @@ def get_job(session: Session, job_id: uuid.UUID) -> Job | None:
 # --- Listing (admin) ------------------------------------------------------------
 
 
+# Newest first.
+JOBS_KEYSET = Keyset((Job.created_at, Job.id), descending=True)
+
+
 def list_jobs(
     session: Session,
     *,
     status: str | None,
     name: str | None,
-    after: tuple[datetime, uuid.UUID] | None,
+    after: tuple[Any, ...] | None,
     limit: int,
 ) -> list[Job]:
-    """Newest first; ``after`` is the (created_at, id) of the last job of the previous page."""
+    """Jobs with this status and name, after the key ``after`` (``JOBS_KEYSET``)."""
     query = select(Job)
     if status is not None:
         query = query.where(Job.status == status)
     if name is not None:
         query = query.where(Job.name == name)
-    if after is not None:
-        created_at, last_id = after
-        query = query.where(
-            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < last_id))
-        )
-    return list(session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
+    return list(session.scalars(JOBS_KEYSET.page(query, after, limit)))
