@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from nexus.api.errors import PROBLEM_JSON, catalogue
+from nexus.api.errors import PROBLEM_JSON, ErrorCode, catalogue, code_for
+from nexus.errors import DomainError
 from tests.support import capture_logs
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "code", "request_id"}
@@ -141,3 +143,25 @@ def test_problem_catalogue_pages_through_every_code(api: FlaskClient) -> None:
 def test_bad_pagination_is_400(api: FlaskClient, query: str, field: str) -> None:
     body = assert_problem(api.get(f"/api/v1/problems?{query}"), 400, "E_INVALID_REQUEST")
     assert [error["field"] for error in body["errors"]] == [field]  # type: ignore[attr-defined]
+
+
+def _subclasses(cls: type[DomainError]) -> set[type[DomainError]]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _subclasses(sub)
+    return found
+
+
+def test_every_domain_error_maps_to_a_client_or_outage_code(app: Flask) -> None:
+    # The app imported every domain: each error a service can raise has a
+    # code below 500 or a 503, never the unhandled 500.
+    errors = {cls for cls in _subclasses(DomainError) if cls.__module__.startswith("nexus.")}
+    assert {"EmailTaken", "LastAdmin", "AuthUnavailable", "JobNotFound"} <= {
+        cls.__name__ for cls in errors
+    }
+    with app.app_context():
+        for cls in errors:
+            code = code_for(cls("x"))
+            assert code.status < 500 or code.status == 503, cls
+    with app.app_context():
+        assert code_for(DomainError("x")) is ErrorCode.E_INTERNAL  # a bare one is a bug

@@ -214,10 +214,10 @@ def _job_action(action: str, run: Callable[[], Job]) -> Job:
                 target_id=job.id,
                 meta={"name": job.name, "attempts": job.attempts},
             )
-    except LookupError:
+    except job_services.JobNotFound:
         raise click.ClickException("no such job") from None
     except job_services.JobStateError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(exc.detail) from None
     return job
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response
@@ -59,10 +58,8 @@ def list_jobs(query: JobQuery) -> Response:
 def retry_job(job_id: uuid.UUID) -> Response:
     session = get_session()
     with transaction(session):
-        job = _act(
-            lambda: services.retry(
-                session, job_id, queues=get_queues(), sessions=get_database().sessionmaker
-            )
+        job = services.retry(
+            session, job_id, queues=get_queues(), sessions=get_database().sessionmaker
         )
         _audit("jobs.retry", job)
     return _fresh(job)
@@ -73,18 +70,9 @@ def retry_job(job_id: uuid.UUID) -> Response:
 def cancel_job(job_id: uuid.UUID) -> Response:
     session = get_session()
     with transaction(session):
-        job = _act(lambda: services.cancel(session, job_id, redis=get_redis()))
+        job = services.cancel(session, job_id, redis=get_redis())
         _audit("jobs.cancel", job)
     return _fresh(job)
-
-
-def _act(action: Callable[[], Job]) -> Job:
-    try:
-        return action()
-    except LookupError:
-        raise ApiError(ErrorCode.E_NOT_FOUND, "No such job.") from None
-    except services.JobStateError as exc:
-        raise ApiError(ErrorCode.E_CONFLICT, str(exc)) from None
 
 
 def _audit(action: str, job: Job) -> None:

@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from nexus.errors import Conflict, NotFound
 from nexus.infrastructure import context
 from nexus.infrastructure.database import after_commit, get_database
 from nexus.infrastructure.keyset import Keyset
@@ -51,7 +52,11 @@ MAX_ERROR_MESSAGE = 500
 HORSE_KILLED = "Work-horse terminated unexpectedly"
 
 
-class JobStateError(Exception):
+class JobNotFound(NotFound):
+    """No job with this id."""
+
+
+class JobStateError(Conflict):
     """The job is not in a state that allows this (cancel an ended job, retry a running one)."""
 
 
@@ -487,7 +492,7 @@ def retry(
 def _locked(session: Session, job_id: uuid.UUID) -> Job:
     row = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
     if row is None:
-        raise LookupError(job_id)
+        raise JobNotFound("No such job.")
     return row
 
 
