@@ -15,6 +15,7 @@ from nexus.config import (
     env_name,
     load_settings,
 )
+from nexus.domains import DOMAINS
 from tests.support import REPO_ROOT
 
 STRONG = "x" * 40
@@ -282,3 +283,9 @@ def test_env_example_documents_every_variable() -> None:
     documented = (REPO_ROOT / ".env.example").read_text()
     for field_name, field in Settings.model_fields.items():
         assert env_name(field_name, field) in documented, field_name
+    # And every listed domain's own settings.
+    for domain in DOMAINS:
+        if domain.settings is not None:
+            prefix = domain.settings.model_config.get("env_prefix", "")
+            for field_name in domain.settings.model_fields:
+                assert f"{prefix}{field_name.upper()}" in documented, (domain.name, field_name)
