@@ -5,6 +5,8 @@ Run apart from the savepoint fixture: they change the schema and commit.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
@@ -67,9 +69,17 @@ def test_new_revisions_are_numbered_in_order(empty_database: str) -> None:
     try:
         assert path.name == f"{expected}_add_widgets.py"
         text = path.read_text()
-        assert f"revision: str = '{expected}'" in text
-        assert f"down_revision: str | None = '{head}'" in text
+        assert f'revision: str = "{expected}"' in text
+        assert f'down_revision: str | None = "{head}"' in text
         assert migrations.next_revision_id() == f"{int(head) + 2:04d}"
+        # Written as `make lint` wants it.
+        lint = subprocess.run(
+            [sys.executable, "-m", "ruff", "format", "--check", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
     finally:
         path.unlink()
 

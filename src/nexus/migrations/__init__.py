@@ -8,6 +8,7 @@ so the same functions migrate the dev database, a test template or prod.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,16 @@ def alembic_config(database_url: str) -> Config:
     # Passed as an attribute, not an option: an .ini value would need every
     # "%" in a password escaped.
     config.attributes["database_url"] = database_url
+    if importlib.util.find_spec("ruff") is not None:
+        # A new revision comes out as `make lint` wants it (dev venvs only:
+        # the image has no ruff, and never writes revisions).
+        config.set_section_option("post_write_hooks", "hooks", "ruff_fix, ruff_format")
+        for name, options in (("ruff_fix", "check --fix --quiet"), ("ruff_format", "format")):
+            config.set_section_option("post_write_hooks", f"{name}.type", "module")
+            config.set_section_option("post_write_hooks", f"{name}.module", "ruff")
+            config.set_section_option(
+                "post_write_hooks", f"{name}.options", f"{options} REVISION_SCRIPT_FILENAME"
+            )
     return config
 
 
