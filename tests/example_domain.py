@@ -1,6 +1,6 @@
-"""A test-only domain, ``widgets``, that uses every way a domain plugs into Nexus.
+"""A test-only domain, ``test-gadgets``, that uses every way a domain plugs into Nexus.
 
-In a real fork these would be ``src/nexus/widgets/{models,errors,services,
+In a real fork these would be ``src/nexus/gadgets/{models,errors,services,
 routes,jobs,cli,domain}.py``; here they share one module. It is *not* in
 ``nexus.domains``: tests build an app with it added.
 """
@@ -31,8 +31,8 @@ from nexus.jobs.registry import job_type
 # --- models ----------------------------------------------------------------
 
 
-class Widget(Base):
-    __tablename__ = "test_widgets"
+class Gadget(Base):
+    __tablename__ = "test_gadgets"
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -43,108 +43,108 @@ class Widget(Base):
 # --- settings and errors ------------------------------------------------------
 
 
-class WidgetSettings(DomainSettings):
-    model_config = SettingsConfigDict(env_prefix="NEXUS_WIDGETS_")
+class GadgetSettings(DomainSettings):
+    model_config = SettingsConfigDict(env_prefix="NEXUS_TEST_GADGETS_")
 
     max_per_user: int = 3
 
 
-class TooManyWidgets(Conflict):
-    """The owner has NEXUS_WIDGETS_MAX_PER_USER widgets already."""
+class TooManyGadgets(Conflict):
+    """The owner has NEXUS_TEST_GADGETS_MAX_PER_USER gadgets already."""
 
 
-E_TOO_MANY_WIDGETS = ErrorCode(
-    "E_TOO_MANY_WIDGETS", 409, "Too many widgets", "The owner has as many widgets as allowed."
+E_TEST_TOO_MANY_GADGETS = ErrorCode(
+    "E_TEST_TOO_MANY_GADGETS", 409, "Too many gadgets", "The owner has as many gadgets as allowed."
 )
 
 
 # --- services ------------------------------------------------------------------
 
 
-def create_widget(*, session: Session, owner_id: uuid.UUID, name: str, limit: int) -> Widget:
-    owned = session.scalar(select(func.count()).where(Widget.owner_id == owner_id)) or 0
+def create_gadget(*, session: Session, owner_id: uuid.UUID, name: str, limit: int) -> Gadget:
+    owned = session.scalar(select(func.count()).where(Gadget.owner_id == owner_id)) or 0
     if owned >= limit:
-        raise TooManyWidgets(f"You have {owned} widgets; the limit is {limit}.")
-    widget = Widget(owner_id=owner_id, name=name)
-    session.add(widget)
+        raise TooManyGadgets(f"You have {owned} gadgets; the limit is {limit}.")
+    gadget = Gadget(owner_id=owner_id, name=name)
+    session.add(gadget)
     session.flush()
-    return widget
+    return gadget
 
 
-def give_a_starter_widget(session: OrmSession, event: UserCreated) -> None:
+def give_a_starter_gadget(session: OrmSession, event: UserCreated) -> None:
     """Subscriber: every new user gets one, in the transaction that creates them."""
     if event.email.startswith("refuse"):
         raise RuntimeError("this domain refuses the user")  # rolls the user back too
-    session.add(Widget(owner_id=event.user_id, name="starter"))
+    session.add(Gadget(owner_id=event.user_id, name="starter"))
     session.flush()
 
 
 # --- jobs ------------------------------------------------------------------------
 
 
-@job_type("widgets.recount", priority="low")
-def recount(widget_id: str) -> dict[str, int]:
+@job_type("tests.gadgets.recount", priority="low")
+def recount(gadget_id: str) -> dict[str, int]:
     session = get_session()
     with transaction(session):
-        widget = session.get(Widget, uuid.UUID(widget_id))
-        if widget is None:
+        gadget = session.get(Gadget, uuid.UUID(gadget_id))
+        if gadget is None:
             return {"recounted": 0}
-        widget.recounted += 1
-        return {"recounted": widget.recounted}
+        gadget.recounted += 1
+        return {"recounted": gadget.recounted}
 
 
 # --- routes --------------------------------------------------------------------
 
 
-class WidgetIn(RequestModel):
+class GadgetIn(RequestModel):
     name: str
 
 
-bp = Blueprint("widgets", __name__)
+bp = Blueprint("test_gadgets", __name__)
 
 
-@bp.post("/widgets")
+@bp.post("/test-gadgets")
 @auth.require_auth
-@validate(body=WidgetIn)
-def post_widget(body: WidgetIn) -> Response:
+@validate(body=GadgetIn)
+def post_gadget(body: GadgetIn) -> Response:
     session = get_session()
     with transaction(session):
-        widget = create_widget(
+        gadget = create_gadget(
             session=session,
             owner_id=auth.current().id,
             name=body.name,
-            limit=domain_settings(WidgetSettings).max_per_user,
+            limit=domain_settings(GadgetSettings).max_per_user,
         )
-        job = job_services.enqueue(session, "widgets.recount", widget_id=str(widget.id))
-    return data({"id": str(widget.id), "job_id": str(job.id)}, status=201)
+        job = job_services.enqueue(session, "tests.gadgets.recount", gadget_id=str(gadget.id))
+    return data({"id": str(gadget.id), "job_id": str(job.id)}, status=201)
 
 
 # --- commands ------------------------------------------------------------------
 
 
-@click.command("widgets-count")
+@click.command("test-gadgets-count")
 @with_appcontext
 def count_command() -> None:
-    """Print how many widgets exist."""
-    click.echo(str(get_session().scalar(select(func.count()).select_from(Widget))))
+    """Print how many gadgets exist."""
+    click.echo(str(get_session().scalar(select(func.count()).select_from(Gadget))))
 
 
 # --- the domain --------------------------------------------------------------------
 
 
 def _init_app(app: Flask) -> None:
-    app.extensions["widgets.ready"] = True
+    app.extensions["test_gadgets.ready"] = True
 
 
 domain = Domain(
-    name="widgets",
+    name="test-gadgets",
     blueprints=((bp, ""),),
     job_modules=(),  # this module is its own job module; a package lists its jobs.py
     commands=(count_command,),
     models=(),
-    codes=(E_TOO_MANY_WIDGETS,),
-    errors={TooManyWidgets: E_TOO_MANY_WIDGETS},
-    settings=WidgetSettings,
-    subscribers={UserCreated: [give_a_starter_widget]},
+    codes=(E_TEST_TOO_MANY_GADGETS,),
+    errors={TooManyGadgets: E_TEST_TOO_MANY_GADGETS},
+    settings=GadgetSettings,
+    subscribers={UserCreated: [give_a_starter_gadget]},
     init_app=_init_app,
 )

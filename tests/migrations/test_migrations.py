@@ -65,9 +65,9 @@ def test_new_revisions_are_numbered_in_order(empty_database: str) -> None:
     head = migrations.head()
     expected = f"{int(head) + 1:04d}"
     assert migrations.next_revision_id() == expected
-    path = Path(migrations.new_revision(empty_database, "add widgets"))
+    path = Path(migrations.new_revision(empty_database, "add gadgets"))
     try:
-        assert path.name == f"{expected}_add_widgets.py"
+        assert path.name == f"{expected}_add_gadgets.py"
         text = path.read_text()
         assert f'revision: str = "{expected}"' in text
         assert f'down_revision: str | None = "{head}"' in text
@@ -117,9 +117,9 @@ def test_the_drift_check_fails_when_a_model_loses_an_index(
 def test_tables_outside_the_listed_domains_are_not_the_schemas_business(
     fresh_database: str,
 ) -> None:
-    # tests/example_domain.py maps test_widgets on the same Base; no domain
+    # tests/example_domain.py maps test_gadgets on the same Base; no domain
     # in nexus.domains declares it, so autogenerate does not propose it.
-    from tests.example_domain import Widget  # noqa: PLC0415 - imported for its mapping
+    from tests.example_domain import Gadget  # noqa: PLC0415 - imported for its mapping
 
-    assert Widget.__tablename__ not in migrations.managed_tables()
+    assert Gadget.__tablename__ not in migrations.managed_tables()
     assert migrations.drift(fresh_database) == []
