@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -238,3 +239,71 @@ def test_worker_health_command(
         assert "is healthy" in result.stdout
     finally:
         stop_worker(worker)
+
+
+def _raw(port: int, request: bytes, *, more: bytes | None = None) -> tuple[bytes, bytes | None]:
+    """Send raw bytes to gunicorn; the first response, and the answer to ``more`` on the
+    same connection (``b""`` if the server closed it, ``None`` if not asked)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(request)
+        first = _read_response(sock)
+        if more is None:
+            return first, None
+        try:
+            sock.sendall(more)
+            return first, _read_response(sock)
+        except (BrokenPipeError, ConnectionResetError):
+            return first, b""
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return head + b"\r\n\r\n" + rest[:length]
+
+
+def _chunked(body: bytes, size: int = 65536) -> bytes:
+    out = b""
+    for start in range(0, len(body), size):
+        piece = body[start : start + size]
+        out += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+LOGIN = b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+HEALTH = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_the_connection_stays_sane(
+    gunicorn: tuple[int, Path],
+) -> None:
+    port, _ = gunicorn
+    limit = 1_048_576  # NEXUS_MAX_BODY_BYTES's default
+    head = b'{"email": "a@example.com", "password": "not-the-password-1"}'
+    body = head + b" " * (limit - len(head)) + b"x" * (2 * limit)
+    first, then = _raw(
+        port, LOGIN + b"Transfer-Encoding: chunked\r\n\r\n" + _chunked(body), more=HEALTH
+    )
+    assert first.startswith(b"HTTP/1.1 413 "), first[:200]
+    assert b"E_PAYLOAD_TOO_LARGE" in first
+    # The next request on the connection is answered, or the connection is closed.
+    assert then == b"" or then.startswith(b"HTTP/1.1 200 "), then
+
+
+def test_malformed_chunked_framing_is_a_400_problem(gunicorn: tuple[int, Path]) -> None:
+    port, _ = gunicorn
+    first, _ = _raw(port, LOGIN + b"Transfer-Encoding: chunked\r\n\r\nZZZ\r\n{}\r\n0\r\n\r\n")
+    assert first.startswith(b"HTTP/1.1 400 "), first[:300]
+    assert b"application/problem+json" in first
+    assert b"E_INVALID_REQUEST" in first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from flask.testing import FlaskClient
 
@@ -74,3 +76,54 @@ def test_field_specific_code(api: FlaskClient) -> None:
 def test_query_lists_and_defaults(api: FlaskClient) -> None:
     body = api.get("/api/v1/test/items?tag=a&tag=b").get_json()
     assert body == {"data": [{"tags": ["a", "b"]}], "meta": {"next_cursor": None, "limit": 50}}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[" * 10_000 + "]" * 10_000, "The JSON is nested too deeply."),
+        ('{"name": "bolt", "quantity": ' + "9" * 5_000 + "}", "Malformed JSON:"),
+    ],
+    ids=["deep-nesting", "5000-digit-integer"],
+)
+def test_json_python_cannot_decode_is_a_400(api: FlaskClient, body: str, message: str) -> None:
+    response = api.post("/api/v1/test/items", data=body, content_type="application/json")
+    problem = assert_problem(response, 400, "E_INVALID_REQUEST")
+    [error] = problem["errors"]  # type: ignore[misc]
+    assert error["field"] == "body"
+    assert error["message"].startswith(message)
+
+
+def test_a_nul_character_in_a_body_string_is_a_400_naming_the_field(api: FlaskClient) -> None:
+    response = api.post("/api/v1/test/items", json={"name": "bo\x00lt", "quantity": 1})
+    problem = assert_problem(response, 400, "E_NAME_INVALID")  # the route's code for name
+    assert problem["errors"] == [
+        {"field": "name", "message": "Value error, must not contain NUL (\\u0000) characters"}
+    ]
+
+
+def test_a_nul_character_in_the_query_string_is_a_400(api: FlaskClient) -> None:
+    response = api.get("/api/v1/test/items?tag=ok&tag=%00")
+    problem = assert_problem(response, 400, "E_INVALID_REQUEST")
+    assert problem["errors"][0]["field"] == "tag"  # type: ignore[index]
+
+
+def test_a_chunked_body_over_the_limit_is_413_not_truncated(api: FlaskClient) -> None:
+    limit = api.application.config["MAX_CONTENT_LENGTH"]
+    head = b'{"name": "bolt", "quantity": 1}'
+    body = head + b" " * (limit - len(head)) + b"garbage past the limit"
+    response = api.post(
+        "/api/v1/test/items",
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},  # as a server with chunked input
+    )
+    assert_problem(response, 413, "E_PAYLOAD_TOO_LARGE")
+    at_limit = head + b" " * (limit - len(head))
+    response = api.post(
+        "/api/v1/test/items",
+        input_stream=io.BytesIO(at_limit),
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 201  # exactly at the limit is fine

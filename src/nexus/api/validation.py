@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from flask import request
-from pydantic import BaseModel, ConfigDict, ValidationError
+from flask import current_app, request
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from nexus.api.errors import ApiError, ErrorCode
 
@@ -31,9 +32,32 @@ M = TypeVar("M", bound=BaseModel)
 
 
 class RequestModel(BaseModel):
-    """Base of request models: unknown fields are an error, not silently dropped."""
+    """Base of request models: unknown fields are an error, not silently dropped.
+
+    No string anywhere in a request may hold a NUL character: PostgreSQL
+    cannot store one in text, and no legitimate client sends one.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul_characters(cls, value: Any) -> Any:
+        if _holds_nul(value):
+            raise ValueError("must not contain NUL (\\u0000) characters")
+        return value
+
+
+def _holds_nul(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > 32:  # deeper than any request model; the model will refuse it anyway
+        return False
+    if isinstance(value, dict):
+        return any(_holds_nul(k, depth + 1) or _holds_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(item, depth + 1) for item in value)
+    return False
 
 
 @dataclass(frozen=True)
@@ -78,7 +102,7 @@ def parse_body(model: type[M], *, field_codes: Mapping[str, ErrorCode] | None = 
             ErrorCode.E_UNSUPPORTED_MEDIA_TYPE,
             f"Expected Content-Type application/json, got {request.mimetype or 'none'}.",
         )
-    raw = request.get_data(cache=True)  # over the size limit: 413 from werkzeug
+    raw = read_body()
     try:
         # Decoded here, not by json.loads: it would guess UTF-16 or UTF-32 from
         # the first bytes, and JSON on the wire is UTF-8 (RFC 8259).
@@ -88,7 +112,43 @@ def parse_body(model: type[M], *, field_codes: Mapping[str, ErrorCode] | None = 
     except json.JSONDecodeError as exc:
         message = f"Malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})."
         raise _invalid([_field_error("body", message)]) from None
+    except RecursionError:
+        raise _invalid([_field_error("body", "The JSON is nested too deeply.")]) from None
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise _invalid([_field_error("body", f"Malformed JSON: {exc}.")]) from None
     return _validate(model, payload, field_codes)
+
+
+def read_body() -> bytes:
+    """The whole body: 413 past ``NEXUS_MAX_BODY_BYTES`` however it is framed, 400 if unreadable.
+
+    With a Content-Length, werkzeug reads it (a declared length over the limit
+    was refused before the view). A chunked body has no declared length:
+    werkzeug's limited stream would stop at the limit and hand over the
+    truncated body, so it is read here, one byte past the limit, to tell "at
+    the limit" from "over it". Whatever the server raises while reading (a
+    malformed chunk size, a client gone mid-body) is the client's framing.
+    """
+    if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return request.get_data(cache=True)
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    stream = request.environ["wsgi.input"]
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size <= limit:
+            chunk = stream.read(min(65536, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except Exception as exc:  # the server's parser: gunicorn's InvalidChunkSize, NoMoreData...
+        raise _invalid(
+            [_field_error("body", f"The body could not be read: {type(exc).__name__}.")]
+        ) from None
+    if size > limit:
+        raise RequestEntityTooLarge
+    return b"".join(chunks)
 
 
 def parse_query(model: type[M], *, field_codes: Mapping[str, ErrorCode] | None = None) -> M:
