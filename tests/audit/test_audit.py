@@ -117,3 +117,14 @@ def test_admins_read_and_filter_the_log(
 def test_bad_audit_queries_are_400(client: FlaskClient, admin: Tokens, query: str) -> None:
     response = client.get(f"/api/v1/admin/audit-logs?{query}", headers=admin.headers)
     assert_problem(response, 400, "E_INVALID_REQUEST")
+
+
+def test_a_user_agent_with_control_characters_is_stored_readable(db_session: Session) -> None:
+    # PostgreSQL text cannot hold NUL: stored raw, the request would be a 500.
+    context = AuditContext(user_agent="curl/8\x00\x1b[31mred\nnext")
+    services.record(session=db_session, context=context, action="test.agent")
+    db_session.flush()
+    stored = db_session.execute(
+        text("SELECT user_agent FROM audit_logs WHERE action = 'test.agent'")
+    ).scalar_one()
+    assert stored == "curl/8\ufffd\ufffd[31mred\ufffdnext"

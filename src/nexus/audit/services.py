@@ -39,6 +39,12 @@ class AuditContext:
         return AuditContext(actor_id, actor_role, self.ip, self.user_agent, self.request_id)
 
 
+def _printable(text: str) -> str:
+    """A header as the row can hold it: PostgreSQL text takes no NUL, and control
+    characters only garble whoever reads the log."""
+    return "".join(ch if ch.isprintable() else "\ufffd" for ch in text)
+
+
 def _row(
     context: AuditContext,
     action: str,
@@ -59,7 +65,7 @@ def _row(
         target_id=str(target_id) if target_id is not None else None,
         meta=meta or {},
         ip=context.ip,
-        user_agent=(context.user_agent or "")[:512] or None,
+        user_agent=_printable(context.user_agent or "")[:512] or None,
         status=status,
         request_id=context.request_id,
     )
