@@ -11,12 +11,15 @@ from flask import Blueprint, Flask, Response, abort, request
 from flask.testing import FlaskClient
 from pydantic import Field
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from nexus.api.envelope import PageQuery, data, page
 from nexus.api.errors import ErrorCode
 from nexus.api.validation import RequestModel, validate
 from nexus.app import create_app
+from nexus.infrastructure.database import get_session
 from tests.support import dispose
 
 
@@ -63,6 +66,14 @@ def build_test_blueprint() -> Blueprint:
     @bp.get("/boom")
     def boom() -> Response:
         raise RuntimeError("connection to postgresql://app:hunter2@db failed")
+
+    @bp.get("/db-touch")
+    def db_touch() -> Response:
+        return data({"one": get_session().execute(text("SELECT 1")).scalar_one()})
+
+    @bp.get("/redis-down")
+    def redis_down() -> Response:
+        raise RedisConnectionError("Error 111 connecting to redis:6379. Connection refused.")
 
     @bp.get("/teapot")
     def teapot() -> Response:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
 from nexus.api.errors import PROBLEM_JSON, ErrorCode, catalogue, code_for
 from nexus.domains import DOMAINS
 from nexus.errors import DomainError
+from nexus_dev.local_services import free_port
 from tests.support import capture_logs
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance", "code", "request_id"}
@@ -168,3 +173,39 @@ def test_every_domain_error_maps_to_a_client_or_outage_code(app: Flask) -> None:
             assert code.status < 500 or code.status == 503, cls
     with app.app_context():
         assert code_for(DomainError("x")) is ErrorCode.E_INTERNAL  # a bare one is a bug
+
+
+def test_postgresql_down_is_a_503_outage_not_a_500(
+    make_app: Callable[..., Flask], db_session: Session
+) -> None:
+    down = make_app(database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none")
+    with capture_logs() as logs:
+        response = down.test_client().post(
+            "/api/v1/auth/register",
+            json={"email": "new@example.com", "password": "violet-tangerine-kettle-42"},
+        )
+    body = assert_problem(response, 503, "E_UNAVAILABLE")
+    assert response.headers["Retry-After"] == "5"
+    assert "postgres" not in str(body["detail"]).lower()  # nothing about the servers leaks
+    assert [log["event"] for log in logs if log["log_level"] == "error"] == []
+    assert any(log["event"] == "http.dependency_unavailable" for log in logs)
+
+
+def test_redis_down_where_a_request_needs_it_is_a_503(api: FlaskClient) -> None:
+    response = api.get("/api/v1/test/redis-down")
+    assert_problem(response, 503, "E_UNAVAILABLE")
+    assert response.headers["Retry-After"] == "5"
+
+
+def test_a_connection_that_dies_at_teardown_does_not_replace_the_response(
+    api: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dead(_self: Session) -> None:
+        raise OperationalError("SELECT 1", {}, Exception("terminating connection"))
+
+    monkeypatch.setattr(Session, "close", dead)
+    with capture_logs() as logs:
+        response = api.get("/api/v1/test/db-touch")  # its session is closed at teardown
+    assert response.status_code == 200  # the view's answer, kept
+    assert response.get_json() == {"data": {"one": 1}}
+    assert any(log["event"] == "database.close_failed" for log in logs)

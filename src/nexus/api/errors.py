@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
+import redis.exceptions
+import sqlalchemy.exc
 from flask import Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -239,6 +241,15 @@ CORE_ERROR_CODES: dict[type[DomainError], ErrorCode] = {
     Conflict: ErrorCode.E_CONFLICT,
     Unavailable: ErrorCode.E_UNAVAILABLE,
 }
+# A dependency down or too slow: the connection failed or broke, the pool is
+# exhausted, a statement hit its timeout, Redis did not answer.
+OUTAGES: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 CODES_KEY = "nexus.error_codes"
 ERROR_MAP_KEY = "nexus.error_map"
 
@@ -301,6 +312,20 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     return problem(code, detail, status=status, headers=headers)
 
 
+# How long a client should wait before retrying after an outage.
+OUTAGE_RETRY_AFTER_SECONDS = 5
+
+
+def _handle_outage(exc: Exception) -> Response:
+    """PostgreSQL or Redis cannot be reached (or timed out): 503, an outage, not a bug."""
+    log.warning("http.dependency_unavailable", error=f"{type(exc).__name__}: {exc}"[:500])
+    return problem(
+        ErrorCode.E_UNAVAILABLE,
+        "A service this request needs is unavailable; retry in a few seconds.",
+        headers={"Retry-After": str(OUTAGE_RETRY_AFTER_SECONDS)},
+    )
+
+
 def _handle_unexpected(exc: BaseException) -> Response:
     log.error("http.unhandled_exception", exc_info=exc)
     return problem(ErrorCode.E_INTERNAL, ErrorCode.E_INTERNAL.description)
@@ -309,5 +334,7 @@ def _handle_unexpected(exc: BaseException) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _handle_api_error)
     app.register_error_handler(DomainError, _handle_domain_error)
+    for outage in OUTAGES:
+        app.register_error_handler(outage, _handle_outage)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -115,8 +115,15 @@ def get_session() -> Session:
 
 def _close_session(_exc: BaseException | None) -> None:
     session: Session | None = g.pop("db_session", None)
-    if session is not None:
+    if session is None:
+        return
+    try:
         session.close()
+    except Exception as exc:
+        # The connection died under us (PostgreSQL restarted, a proxy cut it):
+        # the response is decided; raising here would replace it with the WSGI
+        # server's own HTML 500. The pool drops the dead connection.
+        log.warning("database.close_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def after_commit(session: Session, callback: Callable[[], object]) -> None:
