@@ -90,9 +90,12 @@ worker: $(STAMP) ## Run an RQ worker on the high, default and low queues
 	$(FLASK) worker
 
 .PHONY: create-admin
+# EMAIL reaches the command through the environment, never pasted into the
+# shell line: an address like a"; rm -rf ~; echo " stays an (invalid) address.
+create-admin: export NEXUS_CREATE_ADMIN_EMAIL = $(value EMAIL)
 create-admin: $(STAMP) ## Create or promote an admin: make create-admin EMAIL=you@example.com (password: NEXUS_ADMIN_PASSWORD or a prompt)
-	@test -n "$(EMAIL)" || { echo "usage: make create-admin EMAIL=you@example.com" >&2; exit 2; }
-	$(FLASK) create-admin "$(EMAIL)"
+	@test -n "$$NEXUS_CREATE_ADMIN_EMAIL" || { echo "usage: make create-admin EMAIL=you@example.com" >&2; exit 2; }
+	$(FLASK) create-admin "$$NEXUS_CREATE_ADMIN_EMAIL"
 
 .PHONY: psql
 psql: $(STAMP) ## Open psql on the dev database
