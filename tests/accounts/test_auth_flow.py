@@ -147,10 +147,14 @@ def _forge(app: Flask, **changes: object) -> str:
     algorithm = str(changes.pop("algorithm", "HS256"))
     key = str(changes.pop("key", secret))
     claims.update(changes)
+    claims = {name: value for name, value in claims.items() if value is not OMIT}
     with warnings.catch_warnings():
         # PyJWT warns that our 48-byte test secret is short for HS512; forging is the point.
         warnings.simplefilter("ignore")
         return jwt.encode(claims, key, algorithm=algorithm)
+
+
+OMIT = object()  # a claim _forge leaves out
 
 
 def test_a_catalogue_of_broken_tokens_is_refused_alike(
@@ -176,6 +180,9 @@ def test_a_catalogue_of_broken_tokens_is_refused_alike(
         "unknown family": f"Bearer {_forge(app, sub=str(me.id))}",
         "no family claim": f"Bearer {_forge(app, fam=None, sub=str(me.id))}",
         "someone else's family": f"Bearer {_forge(app, fam=str(family.id))}",
+        # Signed with our secret, but without the claims every token of ours has.
+        "no exp": f"Bearer {_forge(app, exp=OMIT, **valid_claims)}",
+        "no type": f"Bearer {_forge(app, type=OMIT, **valid_claims)}",
     }
     for name, authorization in catalogue.items():
         headers = {"Authorization": authorization} if authorization else {}

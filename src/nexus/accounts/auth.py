@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar
 
+import jwt as pyjwt
 from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import JWTManager, current_user, get_jwt, verify_jwt_in_request
 
@@ -74,6 +75,15 @@ def init_app(app: Flask, settings: Settings) -> None:
         create_redis(settings, client_name="nexus-auth-cache", timeout=CACHE_TIMEOUT_SECONDS),
         settings.auth_cache_seconds,
     )
+
+    @jwt.decode_key_loader
+    def _key(_header: dict[str, Any], unverified: dict[str, Any]) -> str:
+        # flask-jwt-extended takes a token without "type" for an access token
+        # and one without "exp" for one that never expires; ours carry both.
+        for claim in ("exp", "type"):
+            if claim not in unverified:
+                raise pyjwt.MissingRequiredClaimError(claim)
+        return secret
 
     @jwt.token_in_blocklist_loader
     def _is_revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
