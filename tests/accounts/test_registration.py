@@ -133,3 +133,52 @@ def test_expired_invites_are_refused(
         json={"email": "late@example.com", "password": PASSWORD, "invite_code": "old-code"},
     )
     assert_problem(response, 400, "E_INVALID_REQUEST")
+
+
+def _login_status(client: FlaskClient, email: str) -> int:
+    return client.post(
+        "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+    ).status_code
+
+
+def test_an_address_with_non_ascii_capitals_is_one_account_that_can_sign_in(
+    client: FlaskClient,
+) -> None:
+    # PostgreSQL's lower() under the C locale leaves É alone: this account
+    # used to register and then never sign in.
+    created = client.post(
+        "/api/v1/auth/register", json={"email": "Émile.Curl@example.com", "password": PASSWORD}
+    )
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json()["data"]["email"] == "Émile.Curl@example.com"  # shown as given
+    for spelling in (
+        "Émile.Curl@example.com",
+        "émile.curl@EXAMPLE.com",
+        "E\u0301mile.curl@example.com",
+    ):
+        assert _login_status(client, spelling) == 200, spelling
+    again = client.post(
+        "/api/v1/auth/register", json={"email": "ÉMILE.CURL@example.com", "password": PASSWORD}
+    )
+    assert_problem(again, 409, "E_CONFLICT")
+
+
+def test_an_internationalised_domain_is_one_domain_however_written(client: FlaskClient) -> None:
+    created = client.post(
+        "/api/v1/auth/register", json={"email": "ada@Bücher.example", "password": PASSWORD}
+    )
+    assert created.status_code == 201, created.get_json()
+    assert _login_status(client, "ada@xn--bcher-kva.example") == 200
+    taken = client.post(
+        "/api/v1/auth/register", json={"email": "ADA@xn--bcher-kva.example", "password": PASSWORD}
+    )
+    assert_problem(taken, 409, "E_CONFLICT")
+
+
+def test_admins_find_users_by_any_spelling_of_a_prefix(
+    client: FlaskClient, admin: Tokens, make_user: Callable[..., User]
+) -> None:
+    make_user("Émile.Curl@example.com")
+    make_user("emily@example.com")
+    response = client.get("/api/v1/admin/users?email_prefix=ÉMILE", headers=admin.headers)
+    assert [user["email"] for user in response.get_json()["data"]] == ["Émile.Curl@example.com"]

@@ -123,3 +123,31 @@ def test_tables_outside_the_listed_domains_are_not_the_schemas_business(
 
     assert Gadget.__tablename__ not in migrations.managed_tables()
     assert migrations.drift(fresh_database) == []
+
+
+def test_0005_stops_before_changing_anything_when_existing_accounts_clash(
+    empty_database: str,
+) -> None:
+    migrations.upgrade(empty_database, "0004")
+    with psycopg.connect(libpq(empty_database)) as connection:
+        # Both fit under 0004's lower(email) index (the C locale folds only ASCII).
+        for email in ("Émile@example.com", "émile@example.com", "ada@example.com"):
+            connection.execute(
+                "INSERT INTO users (email, password_hash) VALUES (%s, 'x')", (email,)
+            )
+    with pytest.raises(RuntimeError) as stopped:
+        migrations.upgrade(empty_database)
+    message = str(stopped.value)
+    assert "émile@example.com: Émile@example.com (id " in message
+    assert "ada@example.com" not in message
+    assert "flask --app nexus db upgrade" in message
+    assert migrations.current(empty_database) == "0004"  # nothing half-done
+
+    with psycopg.connect(libpq(empty_database)) as connection:
+        connection.execute("DELETE FROM users WHERE email = 'émile@example.com'")
+    migrations.upgrade(empty_database)
+    assert migrations.current(empty_database) == migrations.head()
+    with psycopg.connect(libpq(empty_database)) as connection:
+        keys = connection.execute("SELECT email_key FROM users ORDER BY email_key").fetchall()
+    assert keys == [("ada@example.com",), ("émile@example.com",)]
+    migrations.downgrade(empty_database, "0004")  # and back

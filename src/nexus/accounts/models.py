@@ -13,8 +13,9 @@ from datetime import datetime
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Text, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import UUID
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
+from nexus.accounts import emails
 from nexus.infrastructure.database import Base
 
 
@@ -28,21 +29,28 @@ class User(Base):
     __table_args__ = (
         CheckConstraint("role IN ('admin', 'member')", name="role"),
         CheckConstraint("char_length(email) BETWEEN 3 AND 320", name="email_length"),
-        # Unique however it is capitalised: Alice@x and alice@x are one account.
-        Index("uq_users_email_lower", text("lower(email)"), unique=True),
+        # One account per address however it is written (accounts.emails.key).
+        UniqueConstraint("email_key"),
         Index("ix_users_role_active", "role", "is_active"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(
         UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
     )
-    email: Mapped[str] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(Text)  # as given, for display
+    email_key: Mapped[str] = mapped_column(Text)  # as compared: set with email, below
     password_hash: Mapped[str] = mapped_column(Text)
     role: Mapped[str] = mapped_column(Text, server_default=Role.MEMBER.value)
     is_active: Mapped[bool] = mapped_column(server_default=text("true"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_login_at: Mapped[datetime | None]
+
+    @validates("email")
+    def _keep_email_key(self, _name: str, email: str) -> str:
+        # Whoever sets the address (a service, a fixture, an admin tool) sets its key.
+        self.email_key = emails.key(email)
+        return email
 
 
 class TokenFamily(Base):

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from nexus.accounts import tokens
+from nexus.accounts import emails, tokens
 from nexus.accounts.errors import EmailTaken, LastAdmin, RegistrationClosed, UserNotFound
 from nexus.accounts.events import UserCreated
 from nexus.accounts.models import Invite, Role, User
@@ -40,7 +40,7 @@ def _invite_digest(code: str) -> str:
 
 
 def find_by_email(session: Session, email: str) -> User | None:
-    return session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    return session.scalar(select(User).where(User.email_key == emails.key(email)))
 
 
 def _check_policy(password: str, email: str, field: str = "password") -> None:
@@ -286,12 +286,12 @@ def list_users(
         query = query.where(User.is_active.is_(filters.is_active))
     if filters.email_prefix is not None:
         prefix = (
-            filters.email_prefix.lower()
+            emails.prefix_key(filters.email_prefix)
             .replace("\\", "\\\\")
             .replace("%", r"\%")
             .replace("_", r"\_")
         )
-        query = query.where(func.lower(User.email).like(prefix + "%", escape="\\"))
+        query = query.where(User.email_key.like(prefix + "%", escape="\\"))
     return list(session.scalars(USERS_KEYSET.page(query, after, limit)))
 
 
