@@ -190,13 +190,11 @@ def delete_me(body: DeleteMeIn) -> Response:
 @auth.require_role("admin")
 @validate(query=UserListQuery)
 def list_users(query: UserListQuery) -> Response:
-    keyset = services.USERS_KEYSET
     filters = services.UserFilter(query.role, query.is_active, query.email_prefix)
     return keyset_page(
         query,
         name="admin.users",
-        types=keyset.types,
-        key=keyset.key,
+        keyset=services.USERS_KEYSET,
         fetch=lambda after, limit: services.list_users(
             session=get_session(), filters=filters, after=after, limit=limit
         ),

@@ -1,8 +1,8 @@
 """Pages of a list: ``?limit=&cursor=`` in, ``{"data": [...], "meta": ...}`` out, one cursor format.
 
 Every list endpoint calls :func:`keyset_page` with its ``PageQuery`` (which
-carries its filters), a name, its sort key and a function that fetches rows
-after a key. It asks for one row more than it shows, to know whether a next
+carries its filters), a name, its sort key (a ``Keyset``) and a function
+that fetches rows after a key. It asks for one row more than it shows, to know whether a next
 page exists. A cursor is the last shown row's key, signed with the app's
 secret key (itsdangerous) together with the list's name and a digest of its
 filters: a cursor that was edited, or issued by another list or for other
@@ -16,7 +16,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from flask import Response, current_app
 from itsdangerous import BadData, URLSafeSerializer
@@ -25,26 +25,36 @@ from nexus.api.envelope import PageQuery, page
 from nexus.api.errors import ApiError, ErrorCode
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 _SALT = "nexus.pagination.cursor"
+
+
+class SortKey(Protocol[T_contra]):
+    """A list's sort key: ``infrastructure.keyset.Keyset`` is one."""
+
+    @property
+    def types(self) -> tuple[type, ...]: ...
+
+    def key(self, row: T_contra) -> tuple[Any, ...]: ...
 
 
 def keyset_page(
     query: PageQuery,
     *,
     name: str,
-    types: Sequence[type],
-    key: Callable[[T], Sequence[Any]],
+    keyset: SortKey[T],
     fetch: Callable[[tuple[Any, ...] | None, int], Sequence[T]],
     render: Callable[[T], Any],
 ) -> Response:
     """The page after ``query.cursor``: ``fetch(after_key, limit + 1)``, shown ``render``ed."""
     scope = _scope(name, query)
-    after = read_cursor(query.cursor, scope, types) if query.cursor is not None else None
+    after = read_cursor(query.cursor, scope, keyset.types) if query.cursor is not None else None
     rows = fetch(after, query.limit + 1)
     shown = rows[: query.limit]
     next_cursor = None
     if len(rows) > query.limit:
-        next_cursor = _serializer().dumps({"s": scope, "k": [_plain(v) for v in key(shown[-1])]})
+        last = [_plain(value) for value in keyset.key(shown[-1])]
+        next_cursor = _serializer().dumps({"s": scope, "k": last})
     return page([render(row) for row in shown], next_cursor=next_cursor, limit=query.limit)
 
 

@@ -19,6 +19,18 @@ from nexus.api.validation import validate
 bp = Blueprint("problems", __name__)
 
 
+class _ByName:
+    """The catalogue's sort key: the code's name."""
+
+    types = (str,)
+
+    def key(self, code: ErrorCode) -> tuple[str]:
+        return (code.name,)
+
+
+_BY_NAME = _ByName()
+
+
 @bp.get("/problems")
 @validate(query=PageQuery)
 def list_problem_types(query: PageQuery) -> Response:
@@ -27,14 +39,7 @@ def list_problem_types(query: PageQuery) -> Response:
     def after(key: tuple[Any, ...] | None, limit: int) -> list[ErrorCode]:
         return [code for code in codes if key is None or code.name > key[0]][:limit]
 
-    return keyset_page(
-        query,
-        name="problems",
-        types=(str,),
-        key=lambda code: (code.name,),
-        fetch=after,
-        render=_describe,
-    )
+    return keyset_page(query, name="problems", keyset=_BY_NAME, fetch=after, render=_describe)
 
 
 @bp.get("/problems/<name>")

@@ -18,15 +18,13 @@ bp = Blueprint("audit", __name__)
 @require_role("admin")
 @validate(query=AuditQuery)
 def list_audit_logs(query: AuditQuery) -> Response:
-    keyset = services.ENTRIES_KEYSET
     filters = services.AuditFilter(
         query.actor_id, query.action, query.status, query.since, query.until
     )
     return keyset_page(
         query,
         name="admin.audit-logs",
-        types=keyset.types,
-        key=keyset.key,
+        keyset=services.ENTRIES_KEYSET,
         fetch=lambda after, limit: services.list_entries(
             session=get_session(), filters=filters, after=after, limit=limit
         ),

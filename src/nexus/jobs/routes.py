@@ -40,12 +40,10 @@ def get_job(job_id: uuid.UUID) -> Response:
 @auth.require_role("admin")
 @validate(query=JobQuery)
 def list_jobs(query: JobQuery) -> Response:
-    keyset = services.JOBS_KEYSET
     return keyset_page(
         query,
         name="admin.jobs",
-        types=keyset.types,
-        key=keyset.key,
+        keyset=services.JOBS_KEYSET,
         fetch=lambda after, limit: services.list_jobs(
             get_session(), status=query.status, name=query.name, after=after, limit=limit
         ),
