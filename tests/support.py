@@ -26,12 +26,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float, interval: float = 0.1) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+def wait_for(
+    predicate: Callable[[], T], *, timeout: float, interval: float = 0.1, raises: bool = True
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; after ``timeout`` s, fail
+    (or, with ``raises=False``, return the last falsy answer for the caller to explain)."""
     deadline = time.monotonic() + timeout
     last: T = predicate()
     while not last:
         if time.monotonic() > deadline:
+            if not raises:
+                return last
             raise AssertionError(f"condition not met within {timeout} s (last: {last!r})")
         time.sleep(interval)
         last = predicate()

@@ -246,6 +246,7 @@ def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
     env = subprocess_env(fresh_database, REDIS_URL=server.url(), NEXUS_LOG_FORMAT="json")
     worker = start_worker(env)
     redis = Redis.from_url(server.url())
+    finished = False
     try:
         # RQ's scheduler runs in a child process of the worker, holding a lock per queue.
         wait_for(lambda: redis.exists("rq:scheduler-lock:default"), timeout=30)
@@ -259,13 +260,16 @@ def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
             # The worker itself reconnects and takes jobs again.
             app = make_app(database_url=fresh_database, redis_url=server.url())
             job_id = _enqueue_canary(app, seconds=0)
-            assert wait_for(lambda: _job(app, job_id).status == "finished", timeout=60)
+            finished = wait_for(
+                lambda: _job(app, job_id).status == "finished", timeout=60, raises=False
+            )
             assert worker.poll() is None
         finally:
             stop_process(restarted)
     finally:
         output = stop_worker(worker)
         redis.close()
+    assert finished, f"the canary did not finish; the worker said:\n{output[-6000:]}"
     lines = [line for line in output.splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # no raw traceback among them
     stopped = [r for r in records if r["event"] == "jobs.scheduler_stopped"]

@@ -99,6 +99,10 @@ def heartbeat_interval(abandoned_seconds: int) -> int:
 class _AppWorkerMixin(BaseWorker):
     """Pushes the app context, binds the log context, and records each attempt."""
 
+    # RQ doubles its wait between attempts to reach a lost Redis up to 60 s,
+    # so a worker could sit out most of a minute after Redis is back.
+    max_connection_wait_time = 5.0
+
     def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
         self.app = app
         settings = app.extensions["nexus.settings"]
