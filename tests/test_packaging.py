@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rq import Worker
 from ruamel.yaml import YAML
 
 from nexus_dev.local_services import free_port, stop_process
@@ -233,7 +234,10 @@ def test_worker_health_command(
     assert "no live worker with a fresh heartbeat" in result.output
     worker = start_worker(subprocess_env(fresh_database))
     try:
-        wait_for(lambda: redis.scard("rq:workers") > 0, timeout=30)
+        # Idle: registered, past its start-up jobs, RQ's signal handlers in place.
+        wait_for(
+            lambda: [w.get_state() for w in Worker.all(connection=redis)] == ["idle"], timeout=30
+        )
         result = runner.invoke(args=["worker-health"])
         assert result.exit_code == 0, result.output
         assert "is healthy" in result.stdout

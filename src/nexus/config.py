@@ -212,9 +212,11 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=47_104, ge=8_192, le=1_048_576)
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
     # Hashes running at once per process, and how long a request waits for a
-    # slot before 503: a login flood cannot take every thread and core.
-    max_concurrent_hashes: int = Field(default=2, ge=1, le=64)
-    hash_wait_seconds: float = Field(default=5.0, gt=0, le=60)
+    # slot before 503. One, and no wait: a login flood then costs each
+    # process one core-bound thread, and the others answer everything else
+    # (docs/reliability.md measures it). Waiting holds a request thread idle.
+    max_concurrent_hashes: int = Field(default=1, ge=1, le=64)
+    hash_wait_seconds: float = Field(default=0.0, ge=0, le=60)
     # How long a token family's state is cached in Redis (revocations also
     # delete the cache entry at once).
     auth_cache_seconds: int = Field(default=30, ge=0, le=3600)

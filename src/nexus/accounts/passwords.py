@@ -75,7 +75,7 @@ class PasswordHasher:
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
-        if not self._slots.acquire(timeout=self._wait):
+        if not self._slots.acquire(timeout=self._wait or None, blocking=self._wait > 0):
             raise AuthUnavailable(
                 "Too many sign-ins are being checked right now; retry in a few seconds.",
                 retry_after=2,
