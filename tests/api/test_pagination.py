@@ -76,3 +76,16 @@ def test_an_edited_or_made_up_cursor_is_refused(
     for forged in (edited, "not-a-cursor", "eyJzIjoiIiwiayI6WzFdfQ", payload + ".AAAA"):
         status, body = _get(client, f"/api/v1/admin/users?cursor={forged}", admin)
         assert _refused(status, body), forged
+
+
+def test_a_nul_in_any_list_filter_is_a_400_not_a_database_error(
+    client: FlaskClient, admin: Tokens
+) -> None:
+    for url in (
+        "/api/v1/admin/users?email_prefix=%00",
+        "/api/v1/admin/audit-logs?action=a%00b",
+        "/api/v1/admin/jobs?name=%00",
+    ):
+        status, body = _get(client, url, admin)
+        assert status == 400, (url, body)
+        assert body["code"] == "E_INVALID_REQUEST"
