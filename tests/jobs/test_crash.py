@@ -247,6 +247,7 @@ def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
     worker = start_worker(env)
     redis = Redis.from_url(server.url())
     finished = False
+    exited: int | None = None
     try:
         # RQ's scheduler runs in a child process of the worker, holding a lock per queue.
         wait_for(lambda: redis.exists("rq:scheduler-lock:default"), timeout=30)
@@ -263,15 +264,49 @@ def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
             finished = wait_for(
                 lambda: _job(app, job_id).status == "finished", timeout=60, raises=False
             )
-            assert worker.poll() is None
+            exited = worker.poll()
         finally:
             stop_process(restarted)
     finally:
         output = stop_worker(worker)
         redis.close()
+    assert exited is None, f"the worker exited ({exited}); it said:\n{output[-6000:]}"
     assert finished, f"the canary did not finish; the worker said:\n{output[-6000:]}"
     lines = [line for line in output.splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # no raw traceback among them
     stopped = [r for r in records if r["event"] == "jobs.scheduler_stopped"]
     assert len(stopped) == 1, output
     assert "ConnectionError" in stopped[0]["error"]
+
+
+def test_a_worker_started_while_redis_is_down_waits_for_it_instead_of_exiting(
+    make_app: Callable[..., Flask],
+    fresh_database: str,
+    subprocess_env: Callable[..., dict[str, str]],
+    own_redis: tuple[RedisServer, subprocess.Popen[bytes]],
+) -> None:
+    # RQ's worker talks to Redis as it is built; a Redis still down when the
+    # worker (re)starts its loop used to end the command with exit code 1.
+    server, process = own_redis
+    stop_process(process, sig=signal.SIGKILL)
+    worker = start_worker(subprocess_env(fresh_database, REDIS_URL=server.url()))
+    try:
+        time.sleep(5)  # a few restart rounds with Redis down
+        exited = worker.poll()
+        restarted = subprocess.Popen(
+            server.command(), stdout=subprocess.DEVNULL, start_new_session=True
+        )
+        try:
+            server.wait_ready(process=restarted)
+            app = make_app(database_url=fresh_database, redis_url=server.url())
+            job_id = _enqueue_canary(app, seconds=0)
+            finished = wait_for(
+                lambda: _job(app, job_id).status == "finished", timeout=60, raises=False
+            )
+        finally:
+            stop_process(restarted)
+    finally:
+        output = stop_worker(worker)
+    assert exited is None, f"the worker exited ({exited}); it said:\n{output[-4000:]}"
+    assert finished, output[-4000:]
+    assert "worker.redis_lost" in output

@@ -68,20 +68,23 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         for run in itertools.count():
-            worker = NexusWorker(
-                [queue.name for queue in queues],
-                connection=connection,
-                # A crashed run may have left its name registered in Redis.
-                name=name if run == 0 or name is None else f"{name}.{run}",
-                app=app,
-            )
+            worker = None
             try:
+                # Building the worker talks to Redis too: inside the try, so a
+                # Redis still down at a restart means another wait, not an exit.
+                worker = NexusWorker(
+                    [queue.name for queue in queues],
+                    connection=connection,
+                    # A crashed run may have left its name registered in Redis.
+                    name=name if run == 0 or name is None else f"{name}.{run}",
+                    app=app,
+                )
                 # The scheduler moves RQ's own interval retries to their queue
                 # when due; RQ lets one worker at a time hold it.
                 worker.work(burst=burst, logging_level=settings.log_level, with_scheduler=True)
             except RedisError as exc:
                 log.warning("worker.redis_lost", error=str(exc))
-            if burst or worker.stop_requested:
+            if burst or (worker is not None and worker.stop_requested):
                 return
             # RQ ends its work loop on a Redis error between jobs (it waits
             # out outages only while idle); start a fresh loop instead of
