@@ -166,6 +166,13 @@ def _login(stack: Stack) -> str:
     return token
 
 
+def _inspect(*ids: str) -> list[dict[str, Any]]:
+    """``docker inspect`` of these containers."""
+    result = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True)
+    inspected: list[dict[str, Any]] = json.loads(result.stdout)
+    return inspected
+
+
 def _secret_values(stack: Stack) -> dict[str, str]:
     directory = stack.root / "data" / "secrets"
     return {name: (directory / name).read_text().strip() for name in SECRET_NAMES}
@@ -218,12 +225,7 @@ def test_no_secret_reaches_a_container_environment(stack: Stack) -> None:
     secrets = _secret_values(stack)
     ids = stack.containers()
     assert len(ids) == 5  # postgres, redis, migrate (exited), web, worker
-    inspected = json.loads(
-        subprocess.run(
-            ["docker", "inspect", *ids], capture_output=True, text=True, check=True
-        ).stdout
-    )
-    for container in inspected:
+    for container in _inspect(*ids):
         environment = container["Config"]["Env"] or []
         for entry in environment:
             name, _, value = entry.partition("=")
@@ -268,14 +270,7 @@ def test_the_app_role_reads_and_writes_rows_but_cannot_touch_the_audit_log(
 
 
 def test_containers_run_as_configured(stack: Stack) -> None:
-    web = json.loads(
-        subprocess.run(
-            ["docker", "inspect", stack.compose("ps", "--quiet", "web").stdout.strip()],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )[0]
+    (web,) = _inspect(stack.compose("ps", "--quiet", "web").stdout.strip())
     assert web["Config"]["StopTimeout"] == 40  # above gunicorn's 30 s drain
     assert web["Config"]["User"] == "10001:10001"
     assert web["HostConfig"]["ReadonlyRootfs"] is True

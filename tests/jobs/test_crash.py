@@ -236,6 +236,24 @@ def test_redis_killed_and_wiped_mid_job_the_job_finishes_once_and_the_worker_car
     assert worker.returncode == 0, output
 
 
+def _canary_after_redis_returns(
+    make_app: Callable[..., Flask], database: str, server: RedisServer
+) -> bool:
+    """Start the (killed) Redis again, enqueue a canary: did a worker finish it?"""
+    restarted = subprocess.Popen(
+        server.command(), stdout=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        server.wait_ready(process=restarted)
+        app = make_app(database_url=database, redis_url=server.url())
+        job_id = _enqueue_canary(app, seconds=0)
+        return bool(
+            wait_for(lambda: _job(app, job_id).status == "finished", timeout=60, raises=False)
+        )
+    finally:
+        stop_process(restarted)
+
+
 def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
     make_app: Callable[..., Flask],
     fresh_database: str,
@@ -253,20 +271,9 @@ def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
         wait_for(lambda: redis.exists("rq:scheduler-lock:default"), timeout=30)
         stop_process(process, sig=signal.SIGKILL)
         time.sleep(4)  # the scheduler polls Redis every second; let it find Redis gone
-        restarted = subprocess.Popen(
-            server.command(), stdout=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            server.wait_ready(process=restarted)
-            # The worker itself reconnects and takes jobs again.
-            app = make_app(database_url=fresh_database, redis_url=server.url())
-            job_id = _enqueue_canary(app, seconds=0)
-            finished = wait_for(
-                lambda: _job(app, job_id).status == "finished", timeout=60, raises=False
-            )
-            exited = worker.poll()
-        finally:
-            stop_process(restarted)
+        # The worker itself reconnects and takes jobs again.
+        finished = _canary_after_redis_returns(make_app, fresh_database, server)
+        exited = worker.poll()
     finally:
         output = stop_worker(worker)
         redis.close()
@@ -293,18 +300,7 @@ def test_a_worker_started_while_redis_is_down_waits_for_it_instead_of_exiting(
     try:
         time.sleep(5)  # a few restart rounds with Redis down
         exited = worker.poll()
-        restarted = subprocess.Popen(
-            server.command(), stdout=subprocess.DEVNULL, start_new_session=True
-        )
-        try:
-            server.wait_ready(process=restarted)
-            app = make_app(database_url=fresh_database, redis_url=server.url())
-            job_id = _enqueue_canary(app, seconds=0)
-            finished = wait_for(
-                lambda: _job(app, job_id).status == "finished", timeout=60, raises=False
-            )
-        finally:
-            stop_process(restarted)
+        finished = _canary_after_redis_returns(make_app, fresh_database, server)
     finally:
         output = stop_worker(worker)
     assert exited is None, f"the worker exited ({exited}); it said:\n{output[-4000:]}"

@@ -285,7 +285,7 @@ def code_for(exc: DomainError) -> ErrorCode:
 
 def _handle_domain_error(exc: DomainError) -> Response:
     code = code_for(exc)
-    if code.status >= 500 and code is ErrorCode.E_INTERNAL:
+    if code is ErrorCode.E_INTERNAL:  # a domain error nothing maps: a bug, logged as one
         return _handle_unexpected(exc)
     headers = {}
     if exc.retry_after is not None:

@@ -8,6 +8,7 @@ so the same functions migrate the dev database, a test template or prod.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import re
 from pathlib import Path
@@ -28,6 +29,7 @@ MIGRATIONS_DIR = Path(__file__).parent
 target_metadata: MetaData = Base.metadata
 
 
+@functools.cache
 def managed_tables() -> frozenset[str]:
     """The tables of the models the listed domains declare."""
     modules = {module.__name__ for domain in DOMAINS for module in domain.models}
