@@ -24,9 +24,13 @@ timeout = _int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM, in-flight requests get this long to finish.
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
-# Recycle workers now and then (slow leaks), staggered so they never restart together.
-max_requests = _int("GUNICORN_MAX_REQUESTS", 1000)
-max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100)
+# Recycle workers now and then (slow leaks), staggered so they never restart
+# together. Rarely: a worker's start costs about 0.8 s of CPU (imports, the
+# app, a first Argon2 hash), which every 1,000 requests doubled the cost of a
+# cheap request and, under load, stalled requests for 1.5 s
+# (docs/reliability.md).
+max_requests = _int("GUNICORN_MAX_REQUESTS", 50_000)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 5_000)
 # Trust X-Forwarded-* only from these proxies; loopback by default, never "*".
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 preload_app = False

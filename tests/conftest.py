@@ -178,8 +178,20 @@ def template_database(servers: Servers) -> str:
     return TEMPLATE_DB
 
 
+# The suite's own hashing slots, so that a server elsewhere on the host
+# hashing at the same moment cannot make a test's sign-in a 503; tests that
+# race sign-ins on purpose wait for a slot rather than be refused.
+HASH_SLOTS = Path(tempfile.mkdtemp(prefix="nexus-test-hash-slots-"))
+
+
+def pytest_sessionfinish() -> None:
+    shutil.rmtree(HASH_SLOTS, ignore_errors=True)
+
+
 def make_settings(servers: Servers, database: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
+        "hash_slots_dir": HASH_SLOTS,
+        "hash_wait_seconds": 10,
         "env": "test",
         "database_url": servers.database_url(database),
         "redis_url": servers.redis_url,

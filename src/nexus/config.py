@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -211,12 +212,15 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=1, ge=1, le=10)
     argon2_memory_kib: int = Field(default=47_104, ge=8_192, le=1_048_576)
     argon2_parallelism: int = Field(default=1, ge=1, le=16)
-    # Hashes running at once per process, and how long a request waits for a
-    # slot before 503. One, and no wait: a login flood then costs each
-    # process one core-bound thread, and the others answer everything else
-    # (docs/reliability.md measures it). Waiting holds a request thread idle.
-    max_concurrent_hashes: int = Field(default=1, ge=1, le=64)
+    # Hashes running at once on this host (every process sharing
+    # hash_slots_dir), and how long a request waits for a slot before 503.
+    # Default: half the usable cores, and no wait: a login flood then leaves
+    # the other half to everything else (docs/reliability.md measures it).
+    # Waiting would hold a request thread idle.
+    max_concurrent_hashes: int | None = Field(default=None, ge=1, le=64)
     hash_wait_seconds: float = Field(default=0.0, ge=0, le=60)
+    # Where the slots' lock files live; default <temp dir>/nexus-hash-slots-<uid>.
+    hash_slots_dir: Path | None = None
     # How long a token family's state is cached in Redis (revocations also
     # delete the cache entry at once).
     auth_cache_seconds: int = Field(default=30, ge=0, le=3600)
@@ -309,6 +313,19 @@ class Settings(BaseSettings):
     def migrations_url(self) -> str:
         """The URL migrations connect with: the owner's, else the app's."""
         return self.migration_database_url or self.database_url
+
+    @property
+    def hash_slots(self) -> int:
+        """How many password hashes may run at once on this host."""
+        if self.max_concurrent_hashes is not None:
+            return self.max_concurrent_hashes
+        return max(1, len(os.sched_getaffinity(0)) // 2)
+
+    @property
+    def hash_slots_path(self) -> Path:
+        if self.hash_slots_dir is not None:
+            return self.hash_slots_dir
+        return Path(tempfile.gettempdir()) / f"nexus-hash-slots-{os.getuid()}"
 
     @property
     def json_logs(self) -> bool:

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from flask import Flask
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from nexus.accounts.auth import password_hasher
 from nexus.accounts.models import User
+from nexus.accounts.passwords import HashSlots
+from nexus.config import Settings
 from nexus_dev.local_services import RedisServer, free_port
 from tests.accounts_fixtures import PASSWORD
 from tests.api.test_errors import assert_problem
@@ -62,31 +69,93 @@ def test_no_redis_and_no_postgres_is_503_auth_unavailable(
     assert_problem(response, 503, "E_AUTH_UNAVAILABLE")
 
 
-def test_hashes_at_once_are_bounded(make_app: Callable[..., Flask], db_session: Session) -> None:
-    app = make_app(max_concurrent_hashes=1, hash_wait_seconds=0.2)
+HOLD_A_SLOT = """
+import sys, time
+from pathlib import Path
+from nexus.accounts.passwords import HashSlots
+with HashSlots(Path(sys.argv[1]), 1, 0).hold():
+    print("holding", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_hash_slots_are_shared_by_every_process_and_freed_when_one_dies(
+    make_app: Callable[..., Flask], db_session: Session, tmp_path: Path
+) -> None:
+    """A gunicorn process hashing takes the host's slot from the others, and a
+    process killed mid-hash gives it back (the kernel drops its flock)."""
+    slots = tmp_path / "slots"
+    app = make_app(max_concurrent_hashes=1, hash_wait_seconds=0, hash_slots_dir=slots)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_A_SLOT, str(slots)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "holding\n"
+        client = app.test_client()
+        refused = client.post(
+            "/api/v1/auth/login", json={"email": "x@example.com", "password": PASSWORD}
+        )
+        body = assert_problem(refused, 503, "E_AUTH_UNAVAILABLE")
+        assert refused.headers["Retry-After"] == "2"
+        assert "retry" in str(body["detail"])
+    finally:
+        holder.kill()
+        holder.communicate()
+    answered = client.post(
+        "/api/v1/auth/login", json={"email": "x@example.com", "password": PASSWORD}
+    )
+    assert_problem(answered, 401, "E_UNAUTHENTICATED")
+
+
+def test_a_login_refused_for_want_of_a_slot_costs_no_query(
+    make_app: Callable[..., Flask], db_session: Session, tmp_path: Path
+) -> None:
+    """What keeps a login flood cheap: the refusal comes before the database."""
+    app = make_app(max_concurrent_hashes=1, hash_wait_seconds=0, hash_slots_dir=tmp_path)
     with app.app_context():
         hasher = password_hasher()
+        engine = app.extensions["nexus.database"].engine
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
     release = threading.Event()
     holding = threading.Event()
 
     def hold_the_only_slot() -> None:
-        with hasher._slot():
+        with hasher.slot():
             holding.set()
             release.wait(5)
 
     thread = threading.Thread(target=hold_the_only_slot)
     thread.start()
     holding.wait(5)
+    event.listen(engine, "before_cursor_execute", count)
     try:
-        response = app.test_client().post(
-            "/api/v1/auth/login", json={"email": "x@example.com", "password": PASSWORD}
-        )
+        for path in ("/api/v1/auth/login", "/api/v1/auth/register"):
+            response = app.test_client().post(
+                path, json={"email": "new-one@example.com", "password": PASSWORD}
+            )
+            assert_problem(response, 503, "E_AUTH_UNAVAILABLE")
     finally:
+        event.remove(engine, "before_cursor_execute", count)
         release.set()
         thread.join()
-    body = assert_problem(response, 503, "E_AUTH_UNAVAILABLE")
-    assert response.headers["Retry-After"] == "2"
-    assert "retry" in str(body["detail"])
+    assert statements == []
+
+
+def test_hash_slots_size_and_place(settings: Settings, tmp_path: Path) -> None:
+    defaults = settings.model_copy(update={"hash_slots_dir": None, "max_concurrent_hashes": None})
+    assert defaults.hash_slots == max(1, len(os.sched_getaffinity(0)) // 2)
+    assert defaults.hash_slots_path.name == f"nexus-hash-slots-{os.getuid()}"
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    # Anyone who could write there could hold every slot and refuse all sign-ins.
+    with pytest.raises(RuntimeError, match="writable by it alone"):
+        HashSlots(shared, 1, 0)
 
 
 def test_unknown_users_are_verified_against_a_dummy_hash(make_app: Callable[..., Flask]) -> None:

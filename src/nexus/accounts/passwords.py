@@ -4,23 +4,32 @@ Policy after NIST SP 800-63B: 12 to 128 characters, any characters; not a
 common password (nor one padded with digits or symbols, nor repeated); not
 the account's e-mail address. No composition rules.
 
-Hashing is slow on purpose. ``PasswordHasher`` runs at most
-``NEXUS_MAX_CONCURRENT_HASHES`` hashes at once per process (each also holds
-``NEXUS_ARGON2_MEMORY_KIB`` of memory); a request that cannot get a slot
-within ``NEXUS_HASH_WAIT_SECONDS`` is told to retry (503), so a login flood
-cannot starve every other request. Verifying against a dummy hash when the
-account does not exist makes "no such user" cost what "wrong password" costs.
+Hashing is slow on purpose, and costs a core for as long as it runs (and
+``NEXUS_ARGON2_MEMORY_KIB`` of memory). ``HashSlots`` bounds the hashes
+running at once on a host — across every gunicorn process, not per process,
+because the cores are the host's — to ``NEXUS_MAX_CONCURRENT_HASHES``
+(default: half the usable cores). A request that cannot get a slot within
+``NEXUS_HASH_WAIT_SECONDS`` is told to retry (503), so a login flood cannot
+starve every other request. Verifying against a dummy hash when the account
+does not exist makes "no such user" cost what "wrong password" costs.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
+import os
+import random
 import re
 import secrets
+import stat
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
+from pathlib import Path
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -58,8 +67,87 @@ def policy_problems(password: str, *, email: str) -> list[str]:
     return []
 
 
+class HashSlots:
+    """At most ``count`` holders at once among all the processes that share ``directory``.
+
+    One lock file per slot, held with ``flock(LOCK_EX | LOCK_NB)``: the kernel
+    releases a dead process's slots, so a ``kill -9`` mid-hash leaks nothing.
+    Each process opens the files once (after a fork, again: a descriptor
+    inherited from the parent would share the parent's lock), and a
+    ``threading.Lock`` per slot keeps two threads of one process apart,
+    which ``flock`` on one descriptor would not. Refusing costs a few system
+    calls, no file opened (docs/decisions/0024). Reentrant within a thread.
+    """
+
+    def __init__(self, directory: Path, count: int, wait_seconds: float) -> None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = directory.stat()
+        if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            # Anyone who can write there could hold every slot and refuse all sign-ins.
+            raise RuntimeError(
+                f"{directory} (NEXUS_HASH_SLOTS_DIR) must be owned by this user and "
+                "writable by it alone"
+            )
+        self._paths = [directory / f"slot-{number}.lock" for number in range(count)]
+        self._wait = wait_seconds
+        self._held = threading.local()
+        self._opening = threading.Lock()
+        self._pid = -1
+        self._fds: list[int] = []
+        self._in_process = [threading.Lock() for _ in self._paths]
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """A slot for the duration, or ``AuthUnavailable`` (a 503) if none frees in time."""
+        if getattr(self._held, "slot", None) is not None:
+            yield
+            return
+        slot = self._take()
+        self._held.slot = slot
+        try:
+            yield
+        finally:
+            self._held.slot = None
+            fcntl.flock(self._fds[slot], fcntl.LOCK_UN)
+            self._in_process[slot].release()
+
+    def _descriptors(self) -> list[int]:
+        with self._opening:
+            if self._pid != os.getpid():
+                flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+                self._fds = [os.open(path, flags, 0o600) for path in self._paths]
+                self._pid = os.getpid()
+            return self._fds
+
+    def _take(self) -> int:
+        fds = self._descriptors()
+        deadline = time.monotonic() + self._wait
+        while True:
+            # From a random slot, so that processes do not all contend for the first.
+            first = random.randrange(len(fds))  # noqa: S311 - spreading, not secrecy
+            order: list[int] = [*range(first, len(fds)), *range(first)]
+            for slot in order:
+                if not self._in_process[slot].acquire(blocking=False):
+                    continue
+                try:
+                    fcntl.flock(fds[slot], fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    self._in_process[slot].release()
+                    continue
+                except BaseException:
+                    self._in_process[slot].release()
+                    raise
+                return slot
+            if time.monotonic() >= deadline:
+                raise AuthUnavailable(
+                    "Too many sign-ins are being checked right now; retry in a few seconds.",
+                    retry_after=2,
+                )
+            time.sleep(0.01)
+
+
 class PasswordHasher:
-    """Argon2id at the configured cost, with a bound on concurrent hashes."""
+    """Argon2id at the configured cost, with a host-wide bound on hashes at once."""
 
     def __init__(self, settings: Settings) -> None:
         self._hasher = argon2.PasswordHasher(
@@ -67,31 +155,28 @@ class PasswordHasher:
             memory_cost=settings.argon2_memory_kib,
             parallelism=settings.argon2_parallelism,
         )
-        self._slots = threading.BoundedSemaphore(settings.max_concurrent_hashes)
-        self._wait = settings.hash_wait_seconds
+        self.slots = HashSlots(
+            settings.hash_slots_path, settings.hash_slots, settings.hash_wait_seconds
+        )
         # Made now, not at the first unknown e-mail: that login would pay for
         # a hash and a verify, and stand out.
         self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
 
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        if not self._slots.acquire(timeout=self._wait or None, blocking=self._wait > 0):
-            raise AuthUnavailable(
-                "Too many sign-ins are being checked right now; retry in a few seconds.",
-                retry_after=2,
-            )
-        try:
-            yield
-        finally:
-            self._slots.release()
+    def slot(self) -> contextlib.AbstractContextManager[None]:
+        """Hold a hashing slot across more than one step (a lookup, then a verify).
+
+        Taken before the database is touched, a login that will not get to
+        hash is refused at the cost of a few system calls, not of a query.
+        """
+        return self.slots.hold()
 
     def hash(self, password: str) -> str:
-        with self._slot():
+        with self.slots.hold():
             return self._hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """Whether ``password`` matches; ``None`` (no such user) costs the same and fails."""
-        with self._slot():
+        with self.slots.hold():
             if password_hash is None:
                 self._verify(self._dummy_hash, password)
                 return False

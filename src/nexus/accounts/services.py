@@ -71,9 +71,10 @@ def register(
     invite: Invite | None = None
     if mode == "invite":
         invite = _claim_invite(session, invite_code)
-    if find_by_email(session, email) is not None:
-        raise EmailTaken("An account with this e-mail address exists.")
-    user = User(email=email.strip(), password_hash=hasher.hash(password), role=Role.MEMBER)
+    with hasher.slot():
+        if find_by_email(session, email) is not None:
+            raise EmailTaken("An account with this e-mail address exists.")
+        user = User(email=email.strip(), password_hash=hasher.hash(password), role=Role.MEMBER)
     session.add(user)
     try:
         with session.begin_nested():
@@ -147,12 +148,13 @@ def authenticate(
     An unknown address, a wrong password and an inactive account cost the
     same Argon2 verification and give the same ``None``.
     """
-    user = find_by_email(session, email)
-    matches = hasher.verify(user.password_hash if user else None, password)
-    if user is None or not matches or not user.is_active:
-        return None
-    if hasher.needs_rehash(user.password_hash):
-        user.password_hash = hasher.hash(password)
+    with hasher.slot():
+        user = find_by_email(session, email)
+        matches = hasher.verify(user.password_hash if user else None, password)
+        if user is None or not matches or not user.is_active:
+            return None
+        if hasher.needs_rehash(user.password_hash):
+            user.password_hash = hasher.hash(password)
     user.last_login_at = _now()
     return user
 
