@@ -12,6 +12,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
+from rq import Queue
+from rq.job import JobStatus as RQJobStatus
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -293,6 +295,41 @@ def test_rows_redis_forgot_are_redelivered_as_lost(
     done = row(db_session, job.id)
     assert (done.status, done.result) == ("finished", {"sum": 2})
     assert done.reason is None  # the attempt that counts succeeded
+
+
+def _taken_and_never_started(queue: Queue, job_id: str) -> None:
+    # A worker moved it to its intermediate list and was killed before start.
+    queue.connection.lrem(queue.key, 0, job_id)
+    queue.connection.lpush(queue.intermediate_queue_key, job_id)
+
+
+def _failed_by_rqs_clean_up(queue: Queue, job_id: str) -> None:
+    # What RQ's maintenance does to such a job: fail it without running it.
+    _taken_and_never_started(queue, job_id)
+    job = queue.fetch_job(job_id)
+    assert job is not None
+    job.set_status(RQJobStatus.FAILED)
+    queue.failed_job_registry.add(job, exc_string="Job was stuck in intermediate queue.")
+    queue.connection.lrem(queue.intermediate_queue_key, 0, job_id)
+
+
+@pytest.mark.parametrize("state", [_taken_and_never_started, _failed_by_rqs_clean_up])
+def test_rows_rq_holds_but_will_never_run_are_redelivered_as_lost(
+    app: Flask, db_session: Session, redis: Redis, state: Callable[[Queue, str], None]
+) -> None:
+    """The kill -9 fault test found it: the row said queued for ever."""
+    with app.app_context():
+        job = enqueue("tests.add", a=2, b=3)
+        queue = get_queues().default
+    _age(db_session, job.id, column="enqueued_at")
+    state(queue, str(job.id))
+    assert Relay(app, with_schedules=False).run_once() == RelayReport(lost=1)
+    assert queue.job_ids == [str(job.id)]
+    assert redis.llen(queue.intermediate_queue_key) == 0
+    run_worker(app, redis)
+    done = row(db_session, job.id)
+    assert (done.status, done.result, done.attempts) == ("finished", {"sum": 5}, 1)
+    assert Relay(app, with_schedules=False).run_once() == RelayReport()
 
 
 def test_relay_thread_backs_off_and_stops(make_app: Callable[..., Flask], app: Flask) -> None:

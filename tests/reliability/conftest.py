@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 import pytest
+from redis import Redis
 
 from nexus import migrations
 from nexus_dev.local_services import (
@@ -136,7 +137,12 @@ class Stack:
             self.processes[name] = subprocess.Popen(
                 argv,
                 cwd=REPO_ROOT,
-                env=self.env if name in ("web", "worker") else None,
+                # The worker logs each job's steps (INFO): a failure message quotes them.
+                env={**self.env, "NEXUS_LOG_LEVEL": "INFO"}
+                if name == "worker"
+                else self.env
+                if name == "web"
+                else None,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -160,6 +166,31 @@ class Stack:
 
     def gunicorn_workers(self) -> list[psutil.Process]:
         return psutil.Process(self.processes["web"].pid).children()
+
+    def job_trace(self, job_id: str, *, token: str) -> str:
+        """What the API, RQ and the worker's log say about a job: for a failure message."""
+        row = self.request("GET", f"/api/v1/jobs/{job_id}", token=token).json()["data"]
+        rq = Redis.from_url(self.redis.url())
+        fields = {
+            k.decode(): v.decode(errors="replace")
+            for k, v in rq.hgetall(f"rq:job:{job_id}").items()
+        }
+        origin = fields.get("origin", "default")
+        places = {
+            key: "yes"
+            for key in (f"rq:queue:{origin}", f"rq:queue:{origin}:intermediate")
+            if rq.lpos(key, job_id) is not None
+        } | {
+            key.decode(): "yes"
+            for key in rq.scan_iter("rq:*registry*")
+            if any(job_id in member.decode() for member in rq.zrange(key, 0, -1))
+        }
+        rq.close()
+        lines = [line for line in self.log("worker").splitlines() if job_id in line]
+        return (
+            f"job {job_id}: row {row}\n  rq status={fields.get('status')} "
+            f"origin={origin} in={sorted(places)}\n  worker log:\n    " + "\n    ".join(lines[-15:])
+        )
 
     def log(self, name: str) -> str:
         return (self.base / f"{name}.log").read_text(errors="replace")

@@ -87,4 +87,7 @@ def test_kill_9_on_each_part_gives_clean_errors_and_loses_nothing(stack: Stack) 
     unclean = {k: v for k, v in outcomes.items() if k not in ("200", "202", "503", "dropped")}
     assert unclean == {}
     assert accepted
-    assert finished, f"canaries accepted (202) during the faults never finished: {pending}"
+    assert finished, (
+        f"canaries accepted (202) during the faults never finished: {pending}\n"
+        + "\n".join(stack.job_trace(job_id, token=admin) for job_id in pending[:3])
+    )

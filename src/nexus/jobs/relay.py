@@ -10,9 +10,10 @@ seconds, because it must work exactly when Redis or a worker does not:
   retries of abandoned attempts wait here rather than in RQ, and a retry RQ
   scheduled is delivered by the relay if RQ's scheduler has not moved it
   within a few seconds (it died with a killed worker, say).
-- ``queued`` rows that RQ no longer knows (Redis restarted without its data)
-  are put back to ``pending`` with reason ``lost`` and delivered again under
-  the same id.
+- ``queued`` rows that RQ no longer knows (Redis restarted without its data),
+  or knows but will never run (its job in no queue: a worker killed between
+  taking it and starting it, or RQ's own clean-up failing it), are put back
+  to ``pending`` with reason ``lost`` and delivered again under the same id.
 - ``started`` rows whose worker stopped heartbeating for
   ``NEXUS_ABANDONED_JOB_SECONDS`` (killed with SIGKILL, out of memory, a lost
   node) are settled from RQ if RQ saw the end, else retried when attempts
@@ -137,8 +138,15 @@ def _set_status(
         session.execute(update(Job).where(Job.id == job_id, Job.status == old).values(status=new))
 
 
-def reconcile_lost(*, sessions: sessionmaker[Session], queues: Queues, redis: Redis) -> RelayReport:
-    """Re-deliver queued rows whose RQ job no longer exists."""
+def reconcile_lost(
+    *, sessions: sessionmaker[Session], queues: Queues, redis: Redis, after: timedelta
+) -> RelayReport:
+    """Re-deliver queued rows that RQ will not run: it lost the job, or holds it in no queue.
+
+    A duplicate is harmless: a worker runs a row only from ``pending``,
+    ``queued`` or ``scheduled`` (``services.start_attempt``).
+    """
+    cutoff = _now() - after
     with sessions() as session:
         ids = session.scalars(
             select(Job.id)
@@ -149,7 +157,8 @@ def reconcile_lost(*, sessions: sessionmaker[Session], queues: Queues, redis: Re
         ).all()
     lost = 0
     for job_id in ids:
-        if _rq_job(job_id, redis) is not None:
+        rq_job = _rq_job(job_id, redis)
+        if rq_job is not None and _will_run(rq_job, cutoff):
             continue
         with sessions() as session, session.begin():
             # Only if still queued: a worker may have started it meanwhile.
@@ -224,6 +233,21 @@ def _rq_job(job_id: object, redis: Redis) -> RQJob | None:
         return None
 
 
+def _will_run(rq_job: RQJob, cutoff: datetime) -> bool:
+    """RQ has the job in hand: in its queue, in its scheduled registry, or running and alive.
+
+    ``queued`` in no queue is a job a worker took and never started (it was
+    killed in between); ``failed`` or ``stopped`` while the row says queued
+    is RQ's clean-up failing such a job without running it.
+    """
+    status = rq_job.get_status(refresh=False)
+    if status in (RQJobStatus.QUEUED, RQJobStatus.SCHEDULED):
+        return services.waiting_in_rq(rq_job)
+    if status == RQJobStatus.STARTED:
+        return _alive_in_rq(rq_job, cutoff)
+    return status == RQJobStatus.DEFERRED
+
+
 def _alive_in_rq(rq_job: RQJob, cutoff: datetime) -> bool:
     """RQ still sees the attempt running, with a heartbeat newer than ``cutoff``."""
     if rq_job.get_status(refresh=False) != RQJobStatus.STARTED or rq_job.last_heartbeat is None:
@@ -262,10 +286,10 @@ class Reconciler:
             return RelayReport(
                 delivered=pending.delivered + due.delivered, ticks=ticks, redis_down=True
             )
-        lost = reconcile_lost(sessions=sessions, queues=queues, redis=redis)
+        after = timedelta(seconds=current_settings().abandoned_job_seconds)
+        lost = reconcile_lost(sessions=sessions, queues=queues, redis=redis, after=after)
         recovered = RelayReport()
         if not lost.redis_down:
-            after = timedelta(seconds=current_settings().abandoned_job_seconds)
             recovered = recover_abandoned(
                 sessions=sessions, queues=queues, redis=redis, after=after
             )

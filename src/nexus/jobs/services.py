@@ -389,7 +389,7 @@ def settle_from_rq(session: Session, rq_job: RQJob, *, attempt: int) -> bool:
         RQJobStatus.STOPPED: JobStatus.FAILED,
     }.get(status)
     if mapped is None or (
-        mapped in (JobStatus.QUEUED, JobStatus.SCHEDULED) and not _waiting(rq_job)
+        mapped in (JobStatus.QUEUED, JobStatus.SCHEDULED) and not waiting_in_rq(rq_job)
     ):
         return False
     latest = rq_job.latest_result()
@@ -404,7 +404,7 @@ def settle_from_rq(session: Session, rq_job: RQJob, *, attempt: int) -> bool:
     )
 
 
-def _waiting(rq_job: RQJob) -> bool:
+def waiting_in_rq(rq_job: RQJob) -> bool:
     """RQ says queued or scheduled: is the job really in its queue or scheduled registry?
 
     A worker killed between taking a job and starting it leaves it
