@@ -80,12 +80,18 @@ with HashSlots(Path(sys.argv[1]), 1, 0).hold():
 
 
 def test_hash_slots_are_shared_by_every_process_and_freed_when_one_dies(
-    make_app: Callable[..., Flask], db_session: Session, tmp_path: Path
+    make_app: Callable[..., Flask], fresh_database: str, tmp_path: Path
 ) -> None:
     """A gunicorn process hashing takes the host's slot from the others, and a
     process killed mid-hash gives it back (the kernel drops its flock)."""
     slots = tmp_path / "slots"
-    app = make_app(max_concurrent_hashes=1, hash_wait_seconds=0, hash_slots_dir=slots)
+    # A database of its own: the refused login's audit row commits.
+    app = make_app(
+        database_url=fresh_database,
+        max_concurrent_hashes=1,
+        hash_wait_seconds=0,
+        hash_slots_dir=slots,
+    )
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_A_SLOT, str(slots)], stdout=subprocess.PIPE, text=True
     )
