@@ -102,6 +102,13 @@ create-admin: $(STAMP) ## Create or promote an admin: make create-admin EMAIL=yo
 	@test -n "$$NEXUS_CREATE_ADMIN_EMAIL" || { echo "usage: make create-admin EMAIL=you@example.com" >&2; exit 2; }
 	$(FLASK) create-admin "$$NEXUS_CREATE_ADMIN_EMAIL"
 
+.PHONY: openapi
+openapi: $(STAMP) ## Write the OpenAPI document to data/openapi.json (for client generators; needs no server)
+	@mkdir -p data
+	DATABASE_URL=$${DATABASE_URL:-postgresql+psycopg://unused@127.0.0.1/unused} \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1/0} $(FLASK) openapi --output data/openapi.json
+	@echo "wrote data/openapi.json"
+
 .PHONY: psql
 psql: $(STAMP) ## Open psql on the dev database
 	$(BIN)/python -m nexus_dev.devstack psql

@@ -12,6 +12,7 @@ import uuid
 import click
 from flask import Blueprint, Flask, Response
 from flask.cli import with_appcontext
+from pydantic import BaseModel
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy import ForeignKey, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from nexus.accounts import auth
 from nexus.accounts.events import UserCreated
+from nexus.api.contract import responds
 from nexus.api.envelope import data
 from nexus.api.errors import ErrorCode
 from nexus.api.validation import RequestModel, validate
@@ -100,13 +102,20 @@ class GadgetIn(RequestModel):
     name: str
 
 
+class GadgetOut(BaseModel):
+    id: uuid.UUID
+    job_id: uuid.UUID
+
+
 bp = Blueprint("test_gadgets", __name__)
 
 
 @bp.post("/test-gadgets")
+@responds(201, GadgetOut, codes=(E_TEST_TOO_MANY_GADGETS,))
 @auth.require_auth
 @validate(body=GadgetIn)
 def post_gadget(body: GadgetIn) -> Response:
+    """Make a gadget; a job recounts the owner's gadgets."""
     session = get_session()
     with transaction(session):
         gadget = create_gadget(
@@ -116,7 +125,7 @@ def post_gadget(body: GadgetIn) -> Response:
             limit=domain_settings(GadgetSettings).max_per_user,
         )
         job = job_services.enqueue(session, "tests.gadgets.recount", gadget_id=str(gadget.id))
-    return data({"id": str(gadget.id), "job_id": str(job.id)}, status=201)
+    return data(GadgetOut(id=gadget.id, job_id=job.id), status=201)
 
 
 # --- commands ------------------------------------------------------------------

@@ -133,6 +133,20 @@ def test_routes_settings_errors_jobs_and_commands_come_from_the_domain(
     catalogue = client.get("/api/v1/problems/E_TEST_TOO_MANY_GADGETS")
     assert catalogue.get_json()["data"]["status"] == 409
 
+    # Its route is in the API document, from its declarations alone.
+    operation = client.get("/openapi.json").get_json()["paths"]["/api/v1/test-gadgets"]["post"]
+    assert operation["tags"] == ["test-gadgets"]
+    assert operation["summary"] == "Make a gadget; a job recounts the owner's gadgets."
+    assert operation["security"] == [{"bearer": []}]
+    assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/GadgetIn"
+    }
+    assert sorted(operation["responses"]) == ["201", "400", "401", "409", "413", "415", "503"]
+    conflict = operation["responses"]["409"]["content"]["application/problem+json"]
+    assert conflict["schema"]["allOf"][1]["properties"]["code"] == {
+        "enum": ["E_TEST_TOO_MANY_GADGETS"]
+    }
+
     # Its command.
     result = gadget_app.test_cli_runner().invoke(args=["test-gadgets-count"])
     assert result.exit_code == 0, result.output
@@ -148,6 +162,7 @@ def test_an_app_without_the_domain_has_none_of_it(app: Flask) -> None:
     assert client.post("/api/v1/test-gadgets", json={"name": "gear"}).status_code == 404
     assert client.get("/api/v1/problems/E_TEST_TOO_MANY_GADGETS").status_code == 404
     assert "test-gadgets-count" not in app.cli.commands
+    assert "/api/v1/test-gadgets" not in client.get("/openapi.json").get_json()["paths"]
 
 
 def test_a_domains_bad_setting_fails_start_up_with_one_message(

@@ -4,7 +4,8 @@
 domain's, failing fast), configures logging before Flask exists, then wires
 extensions, request hooks, each domain (``nexus.domains``: its blueprints,
 jobs, commands, error codes, event subscribers and setup), error handlers
-and the core commands, in that order.
+and the core commands, in that order; last, the OpenAPI document of all
+their routes (``/openapi.json``, ``/docs``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from flask import Flask
 
 from nexus import cli
-from nexus.api import errors, health, problems, request_context
+from nexus.api import errors, health, openapi, problems, request_context
 from nexus.config import ConfigError, Settings, load_settings
 from nexus.domain import SETTINGS_KEY, Domain, load_domain_settings, subscribers_of
 from nexus.domains import DOMAINS
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None, domains: Sequence[Domain] = DOM
     register_domains(app, domains)
     register_errorhandlers(app, domains)
     register_commands(app)
+    register_api_document(app, domains)
     return app
 
 
@@ -105,3 +107,10 @@ def register_errorhandlers(app: Flask, domains: Sequence[Domain]) -> None:
 
 def register_commands(app: Flask) -> None:
     app.cli.add_command(cli.db_group)
+    app.cli.add_command(cli.openapi_command)
+
+
+def register_api_document(app: Flask, domains: Sequence[Domain]) -> None:
+    """Last: the OpenAPI document describes every route registered above."""
+    tags = {blueprint.name: domain.name for domain in domains for blueprint, _ in domain.blueprints}
+    openapi.init_app(app, tags)

@@ -1,16 +1,21 @@
-"""``flask --app nexus db ...``: apply and inspect migrations, whatever the domains.
+"""The core commands: ``flask --app nexus db ...`` and ``flask --app nexus openapi``.
 
-Each command is a thin shell over ``nexus.migrations`` (Alembic), run as the
-owner role (``MIGRATION_DATABASE_URL``, else ``DATABASE_URL``). Domains bring
+Each ``db`` command is a thin shell over ``nexus.migrations`` (Alembic), run
+as the owner role (``MIGRATION_DATABASE_URL``, else ``DATABASE_URL``);
+``openapi`` writes the API document for client generators. Domains bring
 their own commands through their ``Domain``.
 """
 
 from __future__ import annotations
 
+import json
+
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from nexus import migrations
+from nexus.api.openapi import DOCUMENT_KEY
 from nexus.config import current_settings
 
 
@@ -56,3 +61,18 @@ def db_revision(message: str, autogenerate: bool) -> None:
         current_settings().migrations_url, message, autogenerate=autogenerate
     )
     click.echo(f"created {path}")
+
+
+@click.command("openapi")
+@click.option(
+    "--output",
+    "-o",
+    default="-",
+    type=click.Path(dir_okay=False, writable=True, allow_dash=True),
+    help="Where to write it (default: standard output).",
+)
+@with_appcontext
+def openapi_command(output: str) -> None:
+    """Write the OpenAPI document (what /openapi.json serves) for client generators."""
+    with click.open_file(output, "w") as target:
+        target.write(json.dumps(current_app.extensions[DOCUMENT_KEY], indent=2) + "\n")

@@ -26,8 +26,10 @@ import jwt as pyjwt
 from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import JWTManager, current_user, get_jwt, verify_jwt_in_request
 
+from nexus.accounts.errors import E_AUTH_UNAVAILABLE
 from nexus.accounts.passwords import PasswordHasher
 from nexus.accounts.tokens import CACHE_TIMEOUT_SECONDS, FamilyCache, FamilyState
+from nexus.api.contract import declare
 from nexus.api.errors import ApiError, ErrorCode, problem
 from nexus.audit import services as audit_services
 from nexus.audit.services import AuditContext
@@ -39,6 +41,9 @@ from nexus.infrastructure.redis import create_redis
 P = ParamSpec("P")
 R = TypeVar("R")
 HASHER_KEY = "nexus.password_hasher"
+# What a protected route may answer before its own code runs: no valid token,
+# or nothing (neither Redis nor PostgreSQL) to check its revocation against.
+AUTH_CODES = (ErrorCode.E_UNAUTHENTICATED, E_AUTH_UNAVAILABLE)
 CACHE_KEY = "nexus.family_cache"
 
 
@@ -142,6 +147,7 @@ def require_auth(view: Callable[P, R]) -> Callable[P, R]:
         _authenticate(refresh=False)
         return view(*args, **kwargs)
 
+    declare(wrapper, secured=True, codes=AUTH_CODES)
     return wrapper
 
 
@@ -153,6 +159,7 @@ def require_refresh(view: Callable[P, R]) -> Callable[P, R]:
         _authenticate(refresh=True)
         return view(*args, **kwargs)
 
+    declare(wrapper, secured=True, codes=AUTH_CODES)
     return wrapper
 
 
@@ -171,6 +178,7 @@ def require_role(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 raise ApiError(ErrorCode.E_FORBIDDEN, "Your role may not do this.")
             return view(*args, **kwargs)
 
+        declare(wrapper, secured=True, codes=(*AUTH_CODES, ErrorCode.E_FORBIDDEN))
         return wrapper
 
     return decorator

@@ -5,22 +5,13 @@ from __future__ import annotations
 from flask import Flask
 
 from nexus.accounts import auth, cli, jobs, models, routes
-from nexus.accounts.errors import AuthUnavailable, LastAdmin
-from nexus.api.errors import ErrorCode
+from nexus.accounts.errors import (
+    E_AUTH_UNAVAILABLE,
+    E_LAST_ADMIN_FORBIDDEN,
+    AuthUnavailable,
+    LastAdmin,
+)
 from nexus.domain import Domain
-
-E_LAST_ADMIN_FORBIDDEN = ErrorCode(
-    "E_LAST_ADMIN_FORBIDDEN",
-    403,
-    "Last admin is protected",
-    "The last active admin cannot be demoted, deactivated or deleted.",
-)
-E_AUTH_UNAVAILABLE = ErrorCode(
-    "E_AUTH_UNAVAILABLE",
-    503,
-    "Authentication unavailable",
-    "Credentials cannot be checked right now; retry later.",
-)
 
 
 def _init_app(app: Flask) -> None:

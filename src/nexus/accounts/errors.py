@@ -1,13 +1,28 @@
-"""Accounts' errors: the exceptions its services raise.
+"""Accounts' errors: the exceptions its services raise, and the codes of its own.
 
-Each subclasses a general domain error (``nexus.errors``), which fixes its
-HTTP status; ``LastAdmin`` and ``AuthUnavailable`` have codes of their own,
-mapped in ``accounts.domain``.
+Each exception subclasses a general domain error (``nexus.errors``), which
+fixes its HTTP status; ``LastAdmin`` and ``AuthUnavailable`` have codes of
+their own (below), mapped in ``accounts.domain`` and named in the routes'
+contracts.
 """
 
 from __future__ import annotations
 
+from nexus.api.errors import ErrorCode
 from nexus.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unavailable
+
+E_LAST_ADMIN_FORBIDDEN = ErrorCode(
+    "E_LAST_ADMIN_FORBIDDEN",
+    403,
+    "Last admin is protected",
+    "The last active admin cannot be demoted, deactivated or deleted.",
+)
+E_AUTH_UNAVAILABLE = ErrorCode(
+    "E_AUTH_UNAVAILABLE",
+    503,
+    "Authentication unavailable",
+    "Credentials cannot be checked right now; retry later.",
+)
 
 
 class RegistrationClosed(Forbidden):

@@ -7,6 +7,7 @@ import uuid
 from flask import Blueprint, Response
 
 from nexus.accounts import auth, services, tokens
+from nexus.accounts.errors import E_AUTH_UNAVAILABLE, E_LAST_ADMIN_FORBIDDEN
 from nexus.accounts.schemas import (
     DeleteMeIn,
     InviteIn,
@@ -19,6 +20,7 @@ from nexus.accounts.schemas import (
     UserOut,
     UserPatchIn,
 )
+from nexus.api.contract import responds
 from nexus.api.envelope import data
 from nexus.api.errors import ApiError, ErrorCode
 from nexus.api.pagination import keyset_page
@@ -36,8 +38,12 @@ def _tokens(pair: tokens.TokenPair) -> Response:
 
 
 @bp.post("/register")
+@responds(201, UserOut, codes=(ErrorCode.E_FORBIDDEN, ErrorCode.E_CONFLICT, E_AUTH_UNAVAILABLE))
 @validate(body=RegisterIn)
 def register(body: RegisterIn) -> Response:
+    """Create a member account.
+
+    In ``invite`` mode it needs an unused invite code; ``closed`` refuses all (403)."""
     session = get_session()
     with transaction(session):
         user = services.register(
@@ -53,8 +59,12 @@ def register(body: RegisterIn) -> Response:
 
 
 @bp.post("/login")
+@responds(200, TokensOut, codes=(ErrorCode.E_UNAUTHENTICATED, E_AUTH_UNAVAILABLE))
 @validate(body=LoginIn)
 def login(body: LoginIn) -> Response:
+    """Sign in: an access token and a refresh token.
+
+    A wrong address and a wrong password give the same 401."""
     session = get_session()
     context = auth.audit_context()
     with transaction(session):
@@ -82,8 +92,12 @@ def login(body: LoginIn) -> Response:
 
 
 @bp.post("/refresh")
+@responds(200, TokensOut)
 @auth.require_refresh
 def refresh() -> Response:
+    """Exchange the refresh token (as the bearer) for a new pair.
+
+    Each refresh token works once: using one twice revokes its login."""
     session = get_session()
     caller = auth.current()
     claims = auth.token_claims()
@@ -120,8 +134,10 @@ def refresh() -> Response:
 
 
 @bp.post("/logout")
+@responds(204)
 @auth.require_auth
 def logout() -> Response:
+    """Sign out: revoke this login's tokens."""
     session = get_session()
     caller = auth.current()
     with transaction(session):
@@ -142,15 +158,19 @@ def logout() -> Response:
 
 
 @bp.get("/me")
+@responds(200, UserOut)
 @auth.require_auth
 def me() -> Response:
+    """The signed-in user."""
     return data(UserOut.model_validate(services.get_user(get_session(), auth.current().id)))
 
 
 @bp.post("/password")
+@responds(204)
 @auth.require_auth
 @validate(body=PasswordChangeIn)
 def change_password(body: PasswordChangeIn) -> Response:
+    """Change the password; the caller's other logins are signed out."""
     session = get_session()
     caller = auth.current()
     with transaction(session):
@@ -168,9 +188,11 @@ def change_password(body: PasswordChangeIn) -> Response:
 
 
 @bp.delete("/me")
+@responds(204, codes=(E_LAST_ADMIN_FORBIDDEN,))
 @auth.require_auth
 @validate(body=DeleteMeIn)
 def delete_me(body: DeleteMeIn) -> Response:
+    """Delete the caller's own account (the password confirms it)."""
     session = get_session()
     caller = auth.current()
     refusals = auth.audit_refusals("account.delete", target_type="user", target_id=caller.id)
@@ -187,9 +209,11 @@ def delete_me(body: DeleteMeIn) -> Response:
 
 
 @admin_bp.get("/users")
+@responds(200, UserOut, envelope="page")
 @auth.require_role("admin")
 @validate(query=UserListQuery)
 def list_users(query: UserListQuery) -> Response:
+    """Users, newest first, filtered by role, activity or address prefix (admins)."""
     filters = services.UserFilter(query.role, query.is_active, query.email_prefix)
     return keyset_page(
         query,
@@ -203,9 +227,11 @@ def list_users(query: UserListQuery) -> Response:
 
 
 @admin_bp.patch("/users/<uuid:user_id>")
+@responds(200, UserOut, codes=(E_LAST_ADMIN_FORBIDDEN,))
 @auth.require_role("admin")
 @validate(body=UserPatchIn)
 def update_user(user_id: uuid.UUID, body: UserPatchIn) -> Response:
+    """Change a user's role or activity (admins); the last admin is protected."""
     session = get_session()
     with (
         auth.audit_refusals("user.update", target_type="user", target_id=user_id),
@@ -223,8 +249,10 @@ def update_user(user_id: uuid.UUID, body: UserPatchIn) -> Response:
 
 
 @admin_bp.delete("/users/<uuid:user_id>")
+@responds(204, codes=(E_LAST_ADMIN_FORBIDDEN,))
 @auth.require_role("admin")
 def delete_user(user_id: uuid.UUID) -> Response:
+    """Delete a user (admins); the last admin is protected."""
     session = get_session()
     with (
         auth.audit_refusals("user.delete", target_type="user", target_id=user_id),
@@ -240,9 +268,11 @@ def delete_user(user_id: uuid.UUID) -> Response:
 
 
 @admin_bp.post("/invites")
+@responds(201, InviteOut)
 @auth.require_role("admin")
 @validate(body=InviteIn)
 def create_invite(body: InviteIn) -> Response:
+    """A single-use invite code for ``invite`` registration mode (admins)."""
     session = get_session()
     with transaction(session):
         code, expires_at = services.create_invite(

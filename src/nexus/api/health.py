@@ -16,12 +16,15 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Literal
 
 from flask import Blueprint, Response, current_app, jsonify
+from pydantic import BaseModel
 from redis import Redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
+from nexus.api.contract import responds
 from nexus.config import Settings
 from nexus.infrastructure.logging import get_logger
 
@@ -105,7 +108,20 @@ def create_health_check(settings: Settings, redis: Redis) -> HealthCheck:
     return HealthCheck({"db": check_db, "redis": redis.ping}, timeout=settings.health_timeout)
 
 
+class Liveness(BaseModel):
+    status: Literal["ok"]
+
+
+class Health(BaseModel):
+    """Each dependency's state, and the whole: ``degraded`` when any is ``error``."""
+
+    status: Literal["ok", "degraded"]
+    db: Literal["ok", "error"]
+    redis: Literal["ok", "error"]
+
+
 @bp.get("/livez")
+@responds(200, Liveness, envelope="bare", outage=False)
 def livez() -> Response:
     """The process is up and serving; touches no dependency."""
     response = jsonify({"status": "ok"})
@@ -114,6 +130,8 @@ def livez() -> Response:
 
 
 @bp.get("/healthz")
+@responds(200, Health, envelope="bare", outage=False)
+@responds(503, Health, envelope="bare", description="PostgreSQL or Redis did not answer in time.")
 def healthz() -> Response:
     """200 when PostgreSQL and Redis both answer within the deadline, else 503."""
     check: HealthCheck = current_app.extensions[EXTENSION_KEY]

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Response
+from pydantic import BaseModel
 
+from nexus.api.contract import responds
 from nexus.api.envelope import PageQuery, data
 from nexus.api.errors import ApiError, ErrorCode, catalogue
 from nexus.api.pagination import keyset_page
@@ -31,9 +33,21 @@ class _ByName:
 _BY_NAME = _ByName()
 
 
+class ProblemType(BaseModel):
+    """One error code: what it means, and the problem ``type`` URI that names it."""
+
+    code: str
+    status: int
+    title: str
+    description: str
+    type: str
+
+
 @bp.get("/problems")
+@responds(200, ProblemType, envelope="page", outage=False)
 @validate(query=PageQuery)
 def list_problem_types(query: PageQuery) -> Response:
+    """Every error code the API answers with."""
     codes = sorted(catalogue().values(), key=lambda code: code.name)
 
     def after(key: tuple[Any, ...] | None, limit: int) -> list[ErrorCode]:
@@ -43,7 +57,9 @@ def list_problem_types(query: PageQuery) -> Response:
 
 
 @bp.get("/problems/<name>")
+@responds(200, ProblemType, outage=False)
 def get_problem_type(name: str) -> Response:
+    """One error code: what it means."""
     code = catalogue().get(name)
     if code is None:
         raise ApiError(ErrorCode.E_NOT_FOUND, f"There is no error code {name!r}.")

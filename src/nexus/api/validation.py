@@ -3,9 +3,9 @@
 Owns ``@validate(body=Model, query=Model)``, which parses the request into
 model instances passed to the view as ``body=`` / ``query=``, and turns every
 way a request can be wrong into a problem: not JSON → 415, malformed JSON or
-a failed model → 400 with ``errors: [{"field", "message"}]``. The models are
-recorded on the view (``view.validation``) so an OpenAPI document can be
-generated from the same source later.
+a failed model → 400 with ``errors: [{"field", "message"}]``. The models and
+those codes are declared in the view's contract (``nexus.api.contract``), so
+the OpenAPI document is generated from the same source.
 
 Put ``@validate`` innermost (just above the function): authentication and
 authorization decorators above it run first, so the order of checks is
@@ -17,13 +17,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from flask import current_app, request
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from nexus.api.contract import declare
 from nexus.api.errors import ApiError, ErrorCode
 
 P = ParamSpec("P")
@@ -60,14 +60,6 @@ def _holds_nul(value: Any, depth: int = 0) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class Validation:
-    """What a view accepts, for documentation generators."""
-
-    body: type[BaseModel] | None
-    query: type[BaseModel] | None
-
-
 def validate(
     *,
     body: type[BaseModel] | None = None,
@@ -89,7 +81,10 @@ def validate(
                 kwargs["body"] = parse_body(body, field_codes=field_codes)
             return view(*args, **kwargs)
 
-        wrapper.validation = Validation(body=body, query=query)  # type: ignore[attr-defined]
+        codes = [ErrorCode.E_INVALID_REQUEST, *(field_codes or {}).values()]
+        if body is not None:
+            codes += [ErrorCode.E_PAYLOAD_TOO_LARGE, ErrorCode.E_UNSUPPORTED_MEDIA_TYPE]
+        declare(wrapper, codes=codes, body=body, query=query)
         return wrapper
 
     return decorator

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from nexus.accounts.auth import require_role
+from nexus.api.contract import responds
 from nexus.api.pagination import keyset_page
 from nexus.api.validation import validate
 from nexus.audit import services
@@ -15,9 +16,11 @@ bp = Blueprint("audit", __name__)
 
 
 @bp.get("/audit-logs")
+@responds(200, AuditEntryOut, envelope="page")
 @require_role("admin")
 @validate(query=AuditQuery)
 def list_audit_logs(query: AuditQuery) -> Response:
+    """The audit trail, newest first, filtered by actor, action, status and time (admins)."""
     filters = services.AuditFilter(
         query.actor_id, query.action, query.status, query.since, query.until
     )

@@ -9,6 +9,7 @@ from flask import Blueprint, Response
 
 from nexus.accounts import auth
 from nexus.accounts.models import Role
+from nexus.api.contract import responds
 from nexus.api.envelope import data
 from nexus.api.errors import ApiError, ErrorCode
 from nexus.api.pagination import keyset_page
@@ -26,8 +27,10 @@ admin_bp = Blueprint("admin_jobs", __name__)
 
 
 @bp.get("/jobs/<uuid:job_id>")
+@responds(200, JobOut)
 @auth.require_auth
 def get_job(job_id: uuid.UUID) -> Response:
+    """A job the caller enqueued (admins: any job): its status, attempts and result."""
     caller = auth.current()
     job = services.get_job(get_session(), job_id)
     # Someone else's job is as absent as a missing one.
@@ -37,9 +40,11 @@ def get_job(job_id: uuid.UUID) -> Response:
 
 
 @admin_bp.get("/jobs")
+@responds(200, AdminJobOut, envelope="page")
 @auth.require_role("admin")
 @validate(query=JobQuery)
 def list_jobs(query: JobQuery) -> Response:
+    """Jobs, newest first, filtered by status or name (admins)."""
     return keyset_page(
         query,
         name="admin.jobs",
@@ -52,8 +57,10 @@ def list_jobs(query: JobQuery) -> Response:
 
 
 @admin_bp.post("/jobs/<uuid:job_id>/retry")
+@responds(200, AdminJobOut, codes=(ErrorCode.E_CONFLICT,))
 @auth.require_role("admin")
 def retry_job(job_id: uuid.UUID) -> Response:
+    """Run a failed or canceled job again (admins)."""
     session = get_session()
     with transaction(session):
         job = services.retry(
@@ -64,8 +71,10 @@ def retry_job(job_id: uuid.UUID) -> Response:
 
 
 @admin_bp.post("/jobs/<uuid:job_id>/cancel")
+@responds(200, AdminJobOut, codes=(ErrorCode.E_CONFLICT,))
 @auth.require_role("admin")
 def cancel_job(job_id: uuid.UUID) -> Response:
+    """Cancel a job that has not ended (admins); a running one is stopped."""
     session = get_session()
     with transaction(session):
         job = services.cancel(session, job_id, redis=get_redis())
@@ -91,9 +100,11 @@ def _fresh(job: Job) -> Response:
 
 
 @admin_bp.post("/jobs/canary")
+@responds(202, JobOut)
 @auth.require_role("admin")
 @validate(body=CanaryIn)
 def enqueue_canary(body: CanaryIn) -> Response:
+    """Enqueue a canary job that sleeps ``seconds`` and reports (admins)."""
     session = get_session()
     with transaction(session):
         job = services.enqueue(
