@@ -49,12 +49,16 @@ logs: ## Follow the Docker Compose stack's logs
 
 .PHONY: test
 test: $(STAMP) ## Run the test suite against real PostgreSQL and Redis, with coverage
-	$(BIN)/pytest --cov --cov-report=term -m "not docker and not reliability" $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term -m "not docker and not reliability and not contract" $(PYTEST_ARGS)
 
 .PHONY: reliability
 reliability: $(STAMP) ## Hostile input, load and faults against a real stack; results in data/reliability/
 	NEXUS_RELIABILITY=$${NEXUS_RELIABILITY:-full} $(BIN)/pytest -m reliability -p no:cacheprovider -s \
 		tests/reliability $(PYTEST_ARGS)
+
+.PHONY: contract
+contract: $(STAMP) ## Fuzz the running app against its OpenAPI document (schemathesis; anonymous, member, admin)
+	$(BIN)/pytest -m contract -p no:cacheprovider -s tests/contract $(PYTEST_ARGS)
 
 .PHONY: test-container
 test-container: $(STAMP) ## Run `make up` from a clean checkout on the Docker engine and check the stack

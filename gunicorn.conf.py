@@ -24,6 +24,9 @@ timeout = _int("GUNICORN_TIMEOUT", 30)
 # On SIGTERM, in-flight requests get this long to finish.
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)
+# The longest request line gunicorn accepts (its maximum; default 4094): a
+# list's query string at its documented limits, percent-encoded, fits.
+limit_request_line = _int("GUNICORN_LIMIT_REQUEST_LINE", 8190)
 # Recycle workers now and then (slow leaks), staggered so they never restart
 # together. Rarely: a worker's start costs about 0.8 s of CPU (imports, the
 # app, a first Argon2 hash), which every 1,000 requests doubled the cost of a

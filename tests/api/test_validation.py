@@ -16,6 +16,23 @@ def test_valid_body_reaches_the_view(api: FlaskClient) -> None:
     assert response.get_json() == {"data": {"name": "bolt", "quantity": 3}}
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "bolt", "quantity": "3"},  # a string is not an integer
+        {"name": "bolt", "quantity": True},  # nor is a boolean
+        {"name": "bolt", "quantity": 2.5},  # nor a fraction
+    ],
+)
+def test_json_types_are_taken_strictly(api: FlaskClient, body: dict[str, object]) -> None:
+    """What the document says a field is, it must be: no quiet conversions."""
+    response = api.post("/api/v1/test/items", json=body)
+    assert_problem(response, 400, "E_INVALID_REQUEST")
+    # ("name" has a code of its own: a number there is an invalid name.)
+    named = api.post("/api/v1/test/items", json={"name": 42, "quantity": 3})
+    assert_problem(named, 400, "E_NAME_INVALID")
+
+
 def test_malformed_json_is_400_with_position(api: FlaskClient) -> None:
     response = api.post(
         "/api/v1/test/items", data='{"name": "bolt",', content_type="application/json"

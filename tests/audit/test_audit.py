@@ -112,7 +112,19 @@ def test_admins_read_and_filter_the_log(
 
 
 @pytest.mark.parametrize(
-    "query", ["status=maybe", "actor_id=42", "since=yesterday", "cursor=eyJ4IjoxfQ"]
+    "query",
+    [
+        "status=maybe",
+        "actor_id=42",
+        "since=yesterday",
+        "cursor=eyJ4IjoxfQ",
+        "cursor=not%20a%20cursor",  # not what pagination issues: the document's pattern
+        # Only an RFC 3339 timestamp with its offset, as the document says;
+        # pydantic alone would read these as times.
+        "until=0.5",
+        "since=2026-01-01",
+        "since=2026-01-01T09:30:00",
+    ],
 )
 def test_bad_audit_queries_are_400(client: FlaskClient, admin: Tokens, query: str) -> None:
     response = client.get(f"/api/v1/admin/audit-logs?{query}", headers=admin.headers)

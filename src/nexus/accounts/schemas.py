@@ -14,26 +14,58 @@ from nexus.api.validation import RequestModel
 # Length is checked by the password policy, with its own message; this only
 # stops absurd bodies before they reach the hasher.
 Password = Field(min_length=1, max_length=1024)
+NewPassword = Field(
+    min_length=1,
+    max_length=1024,
+    description=(
+        "12 to 128 characters; not a common password (nor one padded or repeated), "
+        "not the e-mail address."
+    ),
+)
+EXAMPLE_PASSWORD = "violet-tangerine-kettle-42"  # noqa: S105 - the docs' example
 
 
 class RegisterIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "ada@example.com", "password": EXAMPLE_PASSWORD}]}
+    )
+
     email: EmailStr
-    password: str = Password
-    invite_code: str | None = Field(default=None, min_length=1, max_length=256)
+    password: str = NewPassword
+    invite_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="Required when NEXUS_REGISTRATION_MODE is invite.",
+    )
 
 
 class LoginIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "ada@example.com", "password": EXAMPLE_PASSWORD}]}
+    )
+
     email: str = Field(min_length=1, max_length=320)
     password: str = Password
 
 
 class PasswordChangeIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"current_password": EXAMPLE_PASSWORD, "new_password": "marble-quince-lantern-7"}
+            ]
+        }
+    )
+
     current_password: str = Password
-    new_password: str = Password
+    new_password: str = NewPassword
 
 
 class DeleteMeIn(RequestModel):
-    password: str = Password
+    model_config = ConfigDict(json_schema_extra={"examples": [{"password": EXAMPLE_PASSWORD}]})
+
+    password: str = Field(min_length=1, max_length=1024, description="Confirms it is you.")
 
 
 class UserOut(BaseModel):
@@ -60,12 +92,18 @@ class UserListQuery(PageQuery):
 
 
 class UserPatchIn(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"role": "admin"}]})
+
     role: Literal["admin", "member"] | None = None
     is_active: bool | None = None
 
 
 class InviteIn(RequestModel):
-    expires_in_hours: int | None = Field(default=None, ge=1, le=24 * 90)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"expires_in_hours": 72}]})
+
+    expires_in_hours: int | None = Field(
+        default=None, ge=1, le=24 * 90, description="Default: NEXUS_INVITE_HOURS."
+    )
 
 
 class InviteOut(BaseModel):

@@ -25,7 +25,11 @@ class PageQuery(RequestModel):
     """``?limit=&cursor=``: list endpoints subclass this to add their filters."""
 
     limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, min_length=1, max_length=512)
+    # What pagination issues: itsdangerous' URL-safe base64 and dots. Saying
+    # so lets clients (and fuzzers) know a cursor is never arbitrary text.
+    cursor: str | None = Field(
+        default=None, min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_.-]+$"
+    )
 
 
 def _jsonable(value: Any) -> Any:

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Mapping
-from typing import Any, ParamSpec, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 from flask import current_app, request
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from nexus.api.contract import declare
@@ -111,7 +113,8 @@ def parse_body(model: type[M], *, field_codes: Mapping[str, ErrorCode] | None = 
         raise _invalid([_field_error("body", "The JSON is nested too deeply.")]) from None
     except ValueError as exc:  # an integer of more digits than Python converts
         raise _invalid([_field_error("body", f"Malformed JSON: {exc}.")]) from None
-    return _validate(model, payload, field_codes)
+    del payload  # parsed only to report malformed JSON in our words; pydantic reads the text
+    return _validate(model, raw, field_codes, from_json=True)
 
 
 def read_body() -> bytes:
@@ -146,14 +149,40 @@ def read_body() -> bytes:
     return b"".join(chunks)
 
 
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def _rfc3339(value: Any) -> Any:
+    if isinstance(value, str) and not _RFC3339.match(value):
+        raise ValueError("must be an RFC 3339 timestamp with an offset, e.g. 2026-01-31T09:30:00Z")
+    return value
+
+
+# A timestamp in a query string: RFC 3339 with its offset, as the document
+# says (`format: date-time`), not whatever else pydantic would read as a
+# time (a bare date, a number of seconds).
+Timestamp = Annotated[datetime, BeforeValidator(_rfc3339)]
+
+
 def parse_query(model: type[M], *, field_codes: Mapping[str, ErrorCode] | None = None) -> M:
     """The query string as ``model``; a key given twice becomes a list."""
     values = {key: items[0] if len(items) == 1 else items for key, items in request.args.lists()}
     return _validate(model, values, field_codes)
 
 
-def _validate(model: type[M], payload: Any, field_codes: Mapping[str, ErrorCode] | None) -> M:
+def _validate(
+    model: type[M],
+    payload: Any,
+    field_codes: Mapping[str, ErrorCode] | None,
+    *,
+    from_json: bool = False,
+) -> M:
     try:
+        if from_json:
+            # JSON's own types, strictly, as the API document states them:
+            # `false` is not a number and "5" is not an integer. (A UUID or a
+            # timestamp is a JSON string, so strict JSON mode still reads them.)
+            return model.model_validate_json(payload, strict=True)
         return model.model_validate(payload)
     except ValidationError as exc:
         errors = [

@@ -9,14 +9,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyAddress
 
 from nexus.api.envelope import PageQuery
+from nexus.api.validation import Timestamp
 
 
 class AuditQuery(PageQuery):
     actor_id: uuid.UUID | None = None
     action: str | None = Field(default=None, min_length=1, max_length=100)
     status: Literal["success", "failure"] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: Timestamp | None = None
+    until: Timestamp | None = None
 
 
 class AuditEntryOut(BaseModel):

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from nexus.api.envelope import PageQuery
 from nexus.api.validation import RequestModel
@@ -92,4 +92,6 @@ class JobQuery(PageQuery):
 
 
 class CanaryIn(RequestModel):
-    seconds: float = Field(ge=0, le=300)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"seconds": 0.5}]})
+
+    seconds: float = Field(ge=0, le=300, description="How long the job sleeps.")
