@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from nexus.jobs import registry
 from tests.accounts_fixtures import Tokens
 from tests.api.test_errors import assert_problem
 from tests.jobs.test_durable import enqueue, row, run_worker
+from tests.support import start_worker, stop_worker, wait_for
 
 
 @registry.job_type("tests.unique_failure", unique=True)
@@ -162,3 +164,64 @@ def test_retry_refuses_a_unique_job_whose_twin_is_active(
     )
     assert problem["detail"] == "An identical job is already waiting or running."
     assert row(db_session, failed.id).status == "failed"  # unchanged
+
+
+def test_queues_show_rqs_backlog_beside_the_rows_waiting(
+    client: FlaskClient,
+    admin: Tokens,
+    member: Tokens,
+    app: Flask,
+    db_session: Session,
+    redis: Redis,
+) -> None:
+    with app.app_context():
+        for n in range(3):
+            enqueue("tests.add", a=n, b=n)
+    response = client.get("/api/v1/admin/queues", headers=admin.headers)
+    assert response.status_code == 200
+    queues = response.get_json()["data"]
+    assert [(q["priority"], q["name"]) for q in queues] == [
+        ("high", "high"), ("default", "default"), ("low", "low"),
+    ]  # fmt: skip
+    default = queues[1]
+    assert (default["waiting_in_rq"], default["rows_waiting"], default["rows_running"]) == (3, 3, 0)
+    assert default["oldest_waiting_seconds"] >= 0
+    assert queues[0]["oldest_waiting_seconds"] is None  # nothing waits on high
+
+    run_worker(app, redis)
+    drained = client.get("/api/v1/admin/queues", headers=admin.headers).get_json()["data"][1]
+    assert (drained["waiting_in_rq"], drained["rows_waiting"]) == (0, 0)
+    assert drained["oldest_waiting_seconds"] is None
+
+    assert_problem(client.get("/api/v1/admin/queues", headers=member.headers), 403, "E_FORBIDDEN")
+    assert_problem(client.get("/api/v1/admin/queues"), 401, "E_UNAUTHENTICATED")
+
+
+def test_workers_lists_the_live_worker_and_what_it_runs(
+    client: FlaskClient,
+    admin: Tokens,
+    redis: Redis,
+    fresh_database: str,
+    subprocess_env: Callable[..., dict[str, str]],
+) -> None:
+    assert client.get("/api/v1/admin/workers", headers=admin.headers).get_json()["data"] == []
+    worker = start_worker(subprocess_env(fresh_database))
+    try:
+
+        def listed() -> list[dict[str, Any]]:
+            answer: list[dict[str, Any]] = client.get(
+                "/api/v1/admin/workers", headers=admin.headers
+            ).get_json()["data"]
+            return answer
+
+        wait_for(lambda: len(listed()) == 1, timeout=30, interval=0.2)
+        [seen] = listed()
+        assert seen["pid"] == worker.pid
+        assert seen["queues"] == ["high", "default", "low"]
+        assert seen["state"] in ("idle", "started", "busy")
+        assert seen["current_job_id"] is None
+        assert seen["last_heartbeat"] is not None
+    finally:
+        stop_worker(worker)
+    # A worker that stops leaves the registry.
+    assert client.get("/api/v1/admin/workers", headers=admin.headers).get_json()["data"] == []

@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from nexus.api.errors import ErrorCode
 
 F = TypeVar("F", bound=Callable[..., Any])
-Envelope = Literal["data", "page", "bare"]
+Envelope = Literal["data", "list", "page", "bare"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class Success:
 
     status: int
     model: type[BaseModel] | None
-    envelope: Envelope  # {"data": model}, {"data": [model], "meta": ...}, or the model itself
+    # {"data": model}, {"data": [model]}, {"data": [model], "meta": ...}, or the model itself
+    envelope: Envelope
     description: str
 
 

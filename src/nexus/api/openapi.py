@@ -293,6 +293,13 @@ def _success(
     schema: dict[str, Any]
     if success.envelope == "bare":
         schema = ref
+    elif success.envelope == "list":
+        schema = {
+            "type": "object",
+            "required": ["data"],
+            "properties": {"data": {"type": "array", "items": ref}},
+            "additionalProperties": False,
+        }
     elif success.envelope == "page":
         schema = {
             "type": "object",

@@ -20,7 +20,7 @@ from nexus.infrastructure.queue import get_queues
 from nexus.infrastructure.redis import get_redis
 from nexus.jobs import canary, services
 from nexus.jobs.models import Job
-from nexus.jobs.schemas import AdminJobOut, CanaryIn, JobOut, JobQuery
+from nexus.jobs.schemas import AdminJobOut, CanaryIn, JobOut, JobQuery, QueueOut, WorkerOut
 
 bp = Blueprint("jobs", __name__)
 admin_bp = Blueprint("admin_jobs", __name__)
@@ -54,6 +54,23 @@ def list_jobs(query: JobQuery) -> Response:
         ),
         render=AdminJobOut.of,
     )
+
+
+@admin_bp.get("/queues")
+@responds(200, QueueOut, envelope="list")
+@auth.require_role("admin")
+def list_queues() -> Response:
+    """Each queue, high first: jobs waiting in RQ, rows waiting, the oldest's age (admins)."""
+    states = services.queue_states(get_session(), get_queues())
+    return data([QueueOut.model_validate(state) for state in states])
+
+
+@admin_bp.get("/workers")
+@responds(200, WorkerOut, envelope="list")
+@auth.require_role("admin")
+def list_workers() -> Response:
+    """The workers RQ knows of: state, queues, current job and last heartbeat (admins)."""
+    return data([WorkerOut.model_validate(state) for state in services.worker_states(get_redis())])
 
 
 @admin_bp.post("/jobs/<uuid:job_id>/retry")

@@ -95,3 +95,36 @@ class CanaryIn(RequestModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"seconds": 0.5}]})
 
     seconds: float = Field(ge=0, le=300, description="How long the job sleeps.")
+
+
+class QueueOut(BaseModel):
+    """A queue: RQ's backlog beside the rows waiting for it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    priority: Literal["high", "default", "low"]
+    waiting_in_rq: int = Field(description="Jobs in RQ's list, waiting for a worker.")
+    rows_waiting: int = Field(description="Rows pending or queued: accepted, not started.")
+    rows_scheduled: int = Field(description="Rows waiting for their time (delays, retries).")
+    rows_running: int = Field(description="Rows a worker has started.")
+    oldest_waiting_seconds: float | None = Field(
+        description="Age of the oldest waiting row; null when none waits."
+    )
+
+
+class WorkerOut(BaseModel):
+    """A worker RQ knows of, and what it is doing."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    hostname: str | None
+    pid: int | None
+    state: str = Field(description="busy, idle, suspended or started.")
+    queues: list[str]
+    current_job_id: str | None
+    last_heartbeat: datetime | None
+    birth: datetime | None
+    successful_jobs: int
+    failed_jobs: int

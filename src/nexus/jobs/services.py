@@ -26,11 +26,12 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq import Worker as RQWorker
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RQJob
 from rq.job import JobStatus as RQJobStatus
-from sqlalchemy import Select, and_, or_, select, update
+from sqlalchemy import Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -559,3 +560,102 @@ def list_jobs(
     if name is not None:
         query = query.where(Job.name == name)
     return list(session.scalars(JOBS_KEYSET.page(query, after, limit)))
+
+
+# --- Queues and workers (admin) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """One queue as the rows (the truth) and RQ (the transport) see it."""
+
+    name: str
+    priority: str
+    waiting_in_rq: int
+    rows_waiting: int
+    rows_scheduled: int
+    rows_running: int
+    oldest_waiting_seconds: float | None
+
+
+def queue_states(session: Session, queues: Queues) -> list[QueueState]:
+    """Each queue, high first: RQ's backlog beside the rows waiting for it.
+
+    A row waits from its commit (``pending``) until a worker starts it
+    (``queued`` in RQ); a gap between the two counts is delivery in flight,
+    or what the relay is about to repair.
+    """
+    waiting = (JobStatus.PENDING, JobStatus.QUEUED)
+    counts = {
+        (queue, status): (count, oldest)
+        for queue, status, count, oldest in session.execute(
+            select(Job.queue, Job.status, func.count(), func.min(Job.created_at))
+            .where(
+                Job.status.in_([*waiting, JobStatus.SCHEDULED, JobStatus.STARTED]),
+            )
+            .group_by(Job.queue, Job.status)
+        )
+    }
+    now = _now()
+    states = []
+    for priority, queue in zip(("high", "default", "low"), queues.ordered, strict=True):
+        here = [counts[(queue.name, s)] for s in waiting if (queue.name, s) in counts]
+        oldest = min((first for _count, first in here), default=None)
+        states.append(
+            QueueState(
+                name=queue.name,
+                priority=priority,
+                waiting_in_rq=queue.count,
+                rows_waiting=sum(counts.get((queue.name, s), (0, None))[0] for s in waiting),
+                rows_scheduled=counts.get((queue.name, JobStatus.SCHEDULED), (0, None))[0],
+                rows_running=counts.get((queue.name, JobStatus.STARTED), (0, None))[0],
+                oldest_waiting_seconds=(
+                    None if oldest is None else round((now - oldest).total_seconds(), 3)
+                ),
+            )
+        )
+    return states
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """A worker RQ knows of (it heartbeats; a dead one drops out when its key expires)."""
+
+    name: str
+    hostname: str | None
+    pid: int | None
+    state: str
+    queues: list[str]
+    current_job_id: str | None
+    last_heartbeat: datetime | None
+    birth: datetime | None
+    successful_jobs: int
+    failed_jobs: int
+
+
+def worker_states(redis: Redis) -> list[WorkerState]:
+    """The workers registered in RQ's worker registry, by name."""
+    workers = RQWorker.all(connection=redis, serializer=SERIALIZER)
+    return sorted(
+        (
+            WorkerState(
+                name=worker.name,
+                hostname=worker.hostname,
+                pid=worker.pid,
+                state=str(worker.get_state()),
+                queues=worker.queue_names(),
+                current_job_id=worker.get_current_job_id(),
+                last_heartbeat=_aware(worker.last_heartbeat),
+                birth=_aware(worker.birth_date),
+                successful_jobs=worker.successful_job_count,
+                failed_jobs=worker.failed_job_count,
+            )
+            for worker in workers
+        ),
+        key=lambda state: state.name,
+    )
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # RQ stores naive UTC times.
+    return None if moment is None else moment.replace(tzinfo=UTC)
