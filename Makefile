@@ -49,7 +49,7 @@ logs: ## Follow the Docker Compose stack's logs
 
 .PHONY: test
 test: $(STAMP) ## Run the test suite against real PostgreSQL and Redis, with coverage
-	$(BIN)/pytest --cov --cov-report=term -m "not docker and not reliability and not contract" $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term -m "not docker and not reliability and not contract and not browser" $(PYTEST_ARGS)
 
 .PHONY: reliability
 reliability: $(STAMP) ## Hostile input, load and faults against a real stack; results in data/reliability/
@@ -59,6 +59,10 @@ reliability: $(STAMP) ## Hostile input, load and faults against a real stack; re
 .PHONY: contract
 contract: $(STAMP) ## Fuzz the running app against its OpenAPI document (schemathesis; anonymous, member, admin)
 	$(BIN)/pytest -m contract -p no:cacheprovider -s tests/contract $(PYTEST_ARGS)
+
+.PHONY: test-browser
+test-browser: $(STAMP) ## /docs and /admin/jobs in headless Chromium (apt-get install chromium)
+	$(BIN)/pytest -m browser -p no:cacheprovider tests/browser $(PYTEST_ARGS)
 
 .PHONY: test-container
 test-container: $(STAMP) ## Run `make up` from a clean checkout on the Docker engine and check the stack

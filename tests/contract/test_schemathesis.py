@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.contract.conftest import ADMIN, MEMBER, PASSWORD, Server
+from tests.contract.conftest import ADMIN, MEMBER, PASSWORD
+from tests.live import LiveServer
 from tests.support import REPO_ROOT
 
 pytestmark = pytest.mark.contract
@@ -36,7 +37,7 @@ SEED = os.environ.get("NEXUS_CONTRACT_SEED", "20261123")
 
 
 @pytest.mark.parametrize("who", ["anonymous", "member", "admin"])
-def test_the_running_app_keeps_its_contract(server: Server, who: str) -> None:
+def test_the_running_app_keeps_its_contract(server: LiveServer, who: str) -> None:
     env = {
         **server.env,  # the hook's create-admin reaches the server's database
         "SCHEMATHESIS_HOOKS": "tests.contract.hooks",

@@ -1,4 +1,4 @@
-"""Background jobs as a domain: its routes, the engine's own jobs, its commands, its table.
+"""Background jobs as a domain: its routes and page, the engine's own jobs, its commands, its table.
 
 The engine itself (registry, services, worker, relay, schedules) is plumbing
 every domain uses; this declares only what it adds to the app.
@@ -7,7 +7,7 @@ every domain uses; this declares only what it adds to the app.
 from __future__ import annotations
 
 from nexus.domain import Domain
-from nexus.jobs import canary, cli, maintenance, models, routes
+from nexus.jobs import canary, cli, maintenance, models, pages, routes
 
 domain = Domain(
     name="jobs",
@@ -15,4 +15,5 @@ domain = Domain(
     job_modules=(canary, maintenance),
     commands=(cli.worker_command, cli.worker_health_command, cli.jobs_group),
     models=(models,),
+    init_app=pages.init_app,  # the /admin/jobs page, outside /api/v1
 )
