@@ -16,6 +16,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from nexus.accounts.auth import password_hasher
+from nexus.accounts.errors import AuthUnavailable
 from nexus.accounts.models import User
 from nexus.accounts.passwords import HashSlots
 from nexus.config import Settings
@@ -197,3 +198,23 @@ def test_a_hung_redis_costs_one_short_timeout_not_every_request(
     assert answers == [200] * 5
     # One attempt timed out; the next four went straight to PostgreSQL.
     assert [entry["event"] for entry in logs].count("auth.cache_unavailable") == 1
+
+
+def test_a_forked_child_gets_slots_of_its_own(tmp_path: Path) -> None:
+    """A child forked while its parent hashes neither inherits the parent's
+    slot nor keeps it held after the parent lets go."""
+    slots = HashSlots(tmp_path, 1, 0)
+    with slots.hold():
+        pid = os.fork()
+        if pid == 0:  # the child: the parent holds the only slot
+            code = 0
+            try:
+                with slots.hold():
+                    code = 1  # it must not have got one
+            except AuthUnavailable:
+                pass
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with slots.hold():  # the child's exit left nothing held
+        pass

@@ -99,21 +99,29 @@ class HashSlots:
     @contextmanager
     def hold(self) -> Iterator[None]:
         """A slot for the duration, or ``AuthUnavailable`` (a 503) if none frees in time."""
-        if getattr(self._held, "slot", None) is not None:
+        # Held by this thread of this process (a forked child's copy of the
+        # marker is not a slot of its own).
+        if getattr(self._held, "owner", None) == os.getpid():
             yield
             return
         slot = self._take()
-        self._held.slot = slot
+        self._held.owner = os.getpid()
         try:
             yield
         finally:
-            self._held.slot = None
+            self._held.owner = None
             fcntl.flock(self._fds[slot], fcntl.LOCK_UN)
             self._in_process[slot].release()
 
     def _descriptors(self) -> list[int]:
         with self._opening:
             if self._pid != os.getpid():
+                # A forked child drops the parent's descriptors (closing its
+                # copies releases nothing the parent holds) and locks, which
+                # may have been taken when it forked.
+                for inherited in self._fds:
+                    os.close(inherited)
+                self._in_process = [threading.Lock() for _ in self._paths]
                 flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
                 self._fds = [os.open(path, flags, 0o600) for path in self._paths]
                 self._pid = os.getpid()
