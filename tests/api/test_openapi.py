@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import uuid
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate as validate_openapi
 from werkzeug.test import TestResponse
 
+import nexus
 from nexus.api.envelope import data
 from nexus.api.openapi import UndocumentedRouteError
 from nexus.app import create_app
@@ -41,6 +43,8 @@ def document(client: FlaskClient) -> dict[str, Any]:
 
 def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
     assert document["openapi"] == "3.1.0"
+    # From the source, not the package metadata: the image runs uninstalled source.
+    assert document["info"]["version"] == nexus.__version__ == version("nexus")
     validate_openapi(document)  # raises on any violation
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert {tag["name"] for tag in document["tags"]} == {

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from importlib.metadata import version
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify
@@ -23,6 +22,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
+from nexus import __version__
 from nexus.api.contract import Contract, Success, contract_of
 from nexus.api.errors import ErrorCode
 
@@ -143,7 +143,7 @@ def build_document(app: Flask, domain_tags: dict[str, str]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "Nexus API",
-            "version": version("nexus"),
+            "version": __version__,
             "description": (
                 "Every error is an RFC 9457 problem document (`application/problem+json`) "
                 "with a stable `code`; the codes are listed at `/api/v1/problems`. "
