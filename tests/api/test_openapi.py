@@ -19,7 +19,9 @@ from openapi_spec_validator import validate as validate_openapi
 from werkzeug.test import TestResponse
 
 import nexus
+from nexus.api.contract import responds
 from nexus.api.envelope import data
+from nexus.api.health import Liveness
 from nexus.api.openapi import UndocumentedRouteError
 from nexus.app import create_app
 from nexus.config import Settings
@@ -258,3 +260,34 @@ def test_create_app_builds_the_same_document_each_time(settings: Settings) -> No
     finally:
         dispose(first)
         dispose(second)
+
+
+def test_links_lead_from_an_answer_to_the_operations_that_take_it(
+    document: dict[str, Any], settings: Settings
+) -> None:
+    canary = document["paths"]["/api/v1/admin/jobs/canary"]["post"]["responses"]["202"]
+    assert canary["links"]["GetJob"] == {
+        "operationId": "jobs.get_job",
+        "parameters": {"job_id": "$response.body#/data/id"},
+    }
+    operation_ids = {
+        operation["operationId"]
+        for operations in document["paths"].values()
+        for operation in operations.values()
+    }
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for response in operation["responses"].values():
+                for link in response.get("links", {}).values():
+                    assert link["operationId"] in operation_ids
+
+    bp = Blueprint("linked", __name__)
+
+    @bp.get("/linked")
+    @responds(200, Liveness, envelope="bare", links={"Gone": ("nowhere.at_all", {})})
+    def linked() -> Response:
+        return data({})
+
+    extra = Domain(name="linked", blueprints=((bp, ""),))
+    with pytest.raises(UndocumentedRouteError, match="link Gone names no operation"):
+        create_app(settings, domains=(*DOMAINS, extra))

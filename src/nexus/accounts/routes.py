@@ -38,7 +38,15 @@ def _tokens(pair: tokens.TokenPair) -> Response:
 
 
 @bp.post("/register")
-@responds(201, UserOut, codes=(ErrorCode.E_FORBIDDEN, ErrorCode.E_CONFLICT, E_AUTH_UNAVAILABLE))
+@responds(
+    201,
+    UserOut,
+    codes=(ErrorCode.E_FORBIDDEN, ErrorCode.E_CONFLICT, E_AUTH_UNAVAILABLE),
+    links={
+        "UpdateUser": ("admin_users.update_user", {"user_id": "$response.body#/data/id"}),
+        "DeleteUser": ("admin_users.delete_user", {"user_id": "$response.body#/data/id"}),
+    },
+)
 @validate(body=RegisterIn)
 def register(body: RegisterIn) -> Response:
     """Create a member account.

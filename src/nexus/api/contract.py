@@ -14,7 +14,7 @@ one :class:`Contract` object is shared by the view and every wrapper around it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -35,6 +35,9 @@ class Success:
     # {"data": model}, {"data": [model]}, {"data": [model], "meta": ...}, or the model itself
     envelope: Envelope
     description: str
+    # OpenAPI links: name -> (operationId, {parameter: runtime expression}),
+    # e.g. {"GetJob": ("jobs.get_job", {"job_id": "$response.body#/data/id"})}.
+    links: Mapping[str, tuple[str, Mapping[str, str]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,13 +95,15 @@ def responds(
     codes: Iterable[ErrorCode] = (),
     summary: str | None = None,
     outage: bool = True,
+    links: Mapping[str, tuple[str, Mapping[str, str]]] | None = None,
 ) -> Callable[[F], F]:
     """Declare a success (``status`` with ``model`` in ``envelope``) and the codes it may answer.
 
     Stack one per success status. ``codes`` are the route's own error codes
     (a conflict, a not-found); the ones its other decorators imply are added
     by them. ``outage=False`` for a route that touches neither PostgreSQL
-    nor Redis.
+    nor Redis. ``links`` tell clients (and stateful fuzzers) which
+    operation takes what this answer returns.
     """
 
     def decorator(view: F) -> F:
@@ -108,6 +113,7 @@ def responds(
             model=model,
             envelope=envelope,
             description=description or _default_description(status, model),
+            links=dict(links or {}),
         )
         contract.summary = summary or contract.summary
         contract.outage = contract.outage and outage

@@ -127,6 +127,7 @@ def build_document(app: Flask, domain_tags: dict[str, str]) -> dict[str, Any]:
             )
         routes.append((rule, contract))
     refs, schemas = _schemas(routes)
+    _check_links(routes)
     paths: dict[str, dict[str, Any]] = {}
     tags: dict[str, str] = {}
     for rule, contract in routes:
@@ -159,6 +160,17 @@ def build_document(app: Flask, domain_tags: dict[str, str]) -> dict[str, Any]:
             },
         },
     }
+
+
+def _check_links(routes: list[tuple[Rule, Contract]]) -> None:
+    known = {rule.endpoint for rule, _contract in routes}
+    for rule, contract in routes:
+        for success in contract.successes.values():
+            for name, (operation_id, _parameters) in success.links.items():
+                if operation_id not in known:
+                    raise UndocumentedRouteError(
+                        f"{rule.endpoint}'s link {name} names no operation: {operation_id}"
+                    )
 
 
 def _schemas(
@@ -287,8 +299,12 @@ def _responses(
 def _success(
     success: Success, refs: dict[tuple[type[BaseModel], JsonSchemaMode], dict[str, Any]]
 ) -> dict[str, Any]:
+    links = {
+        name: {"operationId": operation_id, "parameters": dict(parameters)}
+        for name, (operation_id, parameters) in success.links.items()
+    }
     if success.model is None:
-        return {"description": success.description}
+        return {"description": success.description, **({"links": links} if links else {})}
     ref = refs[(success.model, "serialization")]
     schema: dict[str, Any]
     if success.envelope == "bare":
@@ -317,7 +333,11 @@ def _success(
             "properties": {"data": ref},
             "additionalProperties": False,
         }
-    return {"description": success.description, "content": {"application/json": {"schema": schema}}}
+    return {
+        "description": success.description,
+        "content": {"application/json": {"schema": schema}},
+        **({"links": links} if links else {}),
+    }
 
 
 def _problem(status: int, codes: list[ErrorCode]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from nexus.jobs.models import Job
 from nexus.jobs.schemas import AdminJobOut, CanaryIn, JobOut, JobQuery, QueueOut, WorkerOut
 
 bp = Blueprint("jobs", __name__)
+JOB_ID = "$response.body#/data/id"  # where an answer holds the job's id, for links
 admin_bp = Blueprint("admin_jobs", __name__)
 
 
@@ -117,7 +118,15 @@ def _fresh(job: Job) -> Response:
 
 
 @admin_bp.post("/jobs/canary")
-@responds(202, JobOut)
+@responds(
+    202,
+    JobOut,
+    links={
+        "GetJob": ("jobs.get_job", {"job_id": JOB_ID}),
+        "CancelJob": ("admin_jobs.cancel_job", {"job_id": JOB_ID}),
+        "RetryJob": ("admin_jobs.retry_job", {"job_id": JOB_ID}),
+    },
+)
 @auth.require_role("admin")
 @validate(body=CanaryIn)
 def enqueue_canary(body: CanaryIn) -> Response:
