@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from nexus.app import create_app_or_exit as create_app
 
-__version__ = "0.1.0"
+from nexus.version import __version__
+
 __all__ = ["__version__", "create_app"]
 
 

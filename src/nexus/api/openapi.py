@@ -22,9 +22,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from werkzeug.routing import Rule
 
-from nexus import __version__
 from nexus.api.contract import Contract, Success, contract_of
 from nexus.api.errors import ErrorCode
+from nexus.version import __version__
 
 DOCUMENT_KEY = "nexus.openapi"
 UNDOCUMENTED_KEY = "nexus.undocumented_endpoints"
