@@ -11,5 +11,6 @@ from nexus.accounts.domain import domain as accounts
 from nexus.audit.domain import domain as audit
 from nexus.domain import Domain
 from nexus.jobs.domain import domain as jobs
+from nexus.libraries.domain import domain as libraries
 
-DOMAINS: tuple[Domain, ...] = (accounts, audit, jobs)
+DOMAINS: tuple[Domain, ...] = (accounts, audit, jobs, libraries)

@@ -1,0 +1,1 @@
+"""Libraries and media: the reading domain (libraries, members, media, fragments, search)."""
