@@ -16,7 +16,9 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from nexus.accounts.auth import password_hasher
+from nexus.accounts.events import UserCreated
 from nexus.accounts.models import User
+from nexus.infrastructure import events
 
 PASSWORD = "violet-tangerine-kettle-42"
 
@@ -37,7 +39,11 @@ class Tokens:
 
 @pytest.fixture
 def make_user(app: Flask, db_session: Session) -> Callable[..., User]:
-    """A committed (to the test's savepoint) user with ``PASSWORD`` unless told otherwise."""
+    """A committed (to the test's savepoint) user with ``PASSWORD`` unless told otherwise.
+
+    Made as the services make one: ``UserCreated`` is published in the same
+    transaction, so the user has what every domain gives a new user.
+    """
 
     def factory(
         email: str = "member@example.com",
@@ -50,6 +56,9 @@ def make_user(app: Flask, db_session: Session) -> Callable[..., User]:
             password_hash = password_hasher().hash(password)
         user = User(email=email, password_hash=password_hash, role=role, is_active=is_active)
         db_session.add(user)
+        db_session.flush()
+        with app.app_context():
+            events.publish(db_session, UserCreated(user_id=user.id, email=email, role=role))
         db_session.commit()
         db_session.refresh(user)
         return user

@@ -50,7 +50,7 @@ def test_the_document_is_valid_openapi_3_1(document: dict[str, Any]) -> None:
     validate_openapi(document)  # raises on any violation
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert {tag["name"] for tag in document["tags"]} == {
-        "accounts", "audit", "jobs", "ops", "problems",
+        "accounts", "audit", "jobs", "libraries", "ops", "problems",
     }  # fmt: skip
 
 
@@ -145,6 +145,7 @@ def test_each_route_answers_only_what_the_document_says(
     }
     for template, operations in document["paths"].items():
         path = template.replace("{job_id}", nobody).replace("{user_id}", nobody)
+        path = path.replace("{library_id}", nobody)
         path = path.replace("{name}", "E_NOT_FOUND")
         for method, operation in operations.items():
             # Signing out here would leave the calls after it nobody to be.

@@ -10,7 +10,7 @@ from tests.live import LiveServer
 
 pytestmark = pytest.mark.browser
 
-TAGS = ("accounts", "audit", "jobs", "ops", "problems")
+TAGS = ("accounts", "audit", "jobs", "libraries", "ops", "problems")
 
 
 def test_docs_lists_every_tag_authorizes_and_runs_a_request(

@@ -57,7 +57,11 @@ def test_the_running_app_keeps_its_contract(server: LiveServer, who: str) -> Non
             "--checks", ",".join(CHECKS),
             "--phases", "examples,coverage,fuzzing,stateful",
             "--max-examples", EXAMPLES,
-            "--workers", "2",
+            # One worker: Hypothesis parses lambdas' source with ast.parse, which
+            # is not thread-safe on CPython 3.11 before 3.11.8 (Debian 12 has
+            # 3.11.2): two threads fail with "AST constructor recursion depth
+            # mismatch".
+            "--workers", "1",
             "--request-timeout", "15",
             "--seed", SEED,
         ],

@@ -15,7 +15,7 @@ E_LAST_ADMIN_FORBIDDEN = ErrorCode(
     "E_LAST_ADMIN_FORBIDDEN",
     403,
     "Last admin is protected",
-    "The last active admin cannot be demoted, deactivated or deleted.",
+    "The last admin (of the service, or of a library) cannot be demoted, removed or deactivated.",
 )
 E_AUTH_UNAVAILABLE = ErrorCode(
     "E_AUTH_UNAVAILABLE",

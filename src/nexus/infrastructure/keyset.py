@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
-T = TypeVar("T")
+# Any select, of one entity or of several columns.
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Keyset:
     columns: tuple[InstrumentedAttribute[Any], ...]
     descending: bool = False
 
-    def page(self, query: Select[T], after: Sequence[Any] | None, limit: int) -> Select[T]:
+    def page(self, query: S, after: Sequence[Any] | None, limit: int) -> S:
         """``query`` ordered by the key, from just after ``after``, at most ``limit`` rows."""
         order = [column.desc() if self.descending else column.asc() for column in self.columns]
         if after is not None:
