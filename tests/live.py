@@ -8,12 +8,14 @@ would, gunicorn with ``gunicorn.conf.py``, and, when asked, a worker.
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nexus_dev.local_services import free_port, stop_process
 from tests.support import REPO_ROOT, start_worker, stop_worker, wait_for
@@ -62,7 +64,7 @@ def live_server(
     workers = [start_worker(env)] if worker else []
     base_url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _status(f"{base_url}/livez") == 200, timeout=60, interval=0.3)
+        wait_for(lambda: http_status(f"{base_url}/livez") == 200, timeout=60, interval=0.3)
         yield LiveServer(base_url=base_url, log=log, env=env)
     finally:
         for running in workers:
@@ -70,9 +72,28 @@ def live_server(
         stop_process(process, grace=30)
 
 
-def _status(url: str) -> int:
+def http_status(url: str) -> int:
+    """The status of ``GET url``, or 0 if nothing answers (yet)."""
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
             return int(response.status)
     except OSError:
         return 0
+
+
+def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``POST url`` with a JSON body, as a client does; the answer's JSON (HTTPError if not 2xx)."""
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=15) as response:
+        answer: dict[str, Any] = json.load(response)
+    return answer
+
+
+def sign_in(base_url: str, email: str, password: str) -> str:
+    """An access token from ``POST /api/v1/auth/login``."""
+    token: str = post_json(f"{base_url}/api/v1/auth/login", {"email": email, "password": password})[
+        "data"
+    ]["access_token"]
+    return token

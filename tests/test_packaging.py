@@ -18,6 +18,7 @@ from rq import Worker
 from ruamel.yaml import YAML
 
 from nexus_dev.local_services import free_port, stop_process
+from tests.live import http_status
 from tests.support import REPO_ROOT, start_worker, stop_worker, wait_for
 
 BIN = Path(sys.executable).parent
@@ -189,18 +190,12 @@ def gunicorn(
             start_new_session=True,
         )
     try:
-        wait_for(lambda: _status(port) == 200, timeout=60, interval=0.3)
+        wait_for(
+            lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, timeout=60, interval=0.3
+        )
         yield port, log_path
     finally:
         stop_process(process, grace=30)
-
-
-def _status(port: int) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=3) as response:
-            return int(response.status)
-    except OSError:
-        return 0
 
 
 def test_gunicorn_serves_with_several_workers_and_one_json_access_line_each(

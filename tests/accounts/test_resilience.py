@@ -218,3 +218,33 @@ def test_a_forked_child_gets_slots_of_its_own(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     with slots.hold():  # the child's exit left nothing held
         pass
+
+
+def test_a_hash_waits_for_a_slot_up_to_the_configured_time(tmp_path: Path) -> None:
+    """NEXUS_HASH_WAIT_SECONDS: a slot freed within the wait is taken; none is a 503."""
+    holder, waiter = HashSlots(tmp_path, 1, 0), HashSlots(tmp_path, 1, 0.3)
+    release = threading.Event()
+    held = threading.Event()
+
+    def hold(seconds: float) -> None:
+        with holder.hold():
+            held.set()
+            release.wait(seconds)
+
+    thread = threading.Thread(target=hold, args=(0.05,))
+    thread.start()
+    held.wait(5)
+    with waiter.hold():  # freed after 0.05 s, within the 0.3 s wait
+        pass
+    thread.join()
+
+    held.clear()
+    thread = threading.Thread(target=hold, args=(5,))
+    thread.start()
+    held.wait(5)
+    try:
+        with pytest.raises(AuthUnavailable), waiter.hold():
+            pass
+    finally:
+        release.set()
+        thread.join()

@@ -6,9 +6,7 @@ machine. ``NEXUS_CHROMIUM`` names another Chromium binary.
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import Browser, Page, Request, sync_playwright
 
-from tests.live import LiveServer, live_server
+from tests.live import LiveServer, live_server, sign_in
 
 ADMIN = ("browser-admin@example.com", "browser-juniper-anchor-31")
 CHROMIUM = os.environ.get("NEXUS_CHROMIUM", "/usr/bin/chromium")
@@ -79,11 +77,4 @@ def page(browser: Browser, server: LiveServer) -> Iterator[tuple[Page, Requests]
 
 
 def access_token(server: LiveServer) -> str:
-    request = urllib.request.Request(
-        f"{server.base_url}/api/v1/auth/login",
-        data=json.dumps({"email": ADMIN[0], "password": ADMIN[1]}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=15) as response:
-        token: str = json.load(response)["data"]["access_token"]
-    return token
+    return sign_in(server.base_url, *ADMIN)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.live import LiveServer, live_server
+from tests.live import LiveServer, live_server, post_json
 
 ADMIN = "contract-admin@example.com"
 MEMBER = "contract-member@example.com"
@@ -24,11 +22,8 @@ def server(
 ) -> Iterator[LiveServer]:
     with live_server(subprocess_env(fresh_database), tmp_path, admin=(ADMIN, PASSWORD)) as live:
         # The member signs up as anyone would.
-        request = urllib.request.Request(
-            f"{live.base_url}/api/v1/auth/register",
-            data=json.dumps({"email": MEMBER, "password": PASSWORD}).encode(),
-            headers={"Content-Type": "application/json"},
+        registered = post_json(
+            f"{live.base_url}/api/v1/auth/register", {"email": MEMBER, "password": PASSWORD}
         )
-        with urllib.request.urlopen(request, timeout=15) as response:
-            assert response.status == 201
+        assert registered["data"]["email"] == MEMBER
         yield live

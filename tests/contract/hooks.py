@@ -14,16 +14,16 @@ promotes and re-activates the account (or makes it again), and signs in anew.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import schemathesis
+
+from tests.live import sign_in
 
 BASE_URL = os.environ.get("NEXUS_CONTRACT_BASE_URL", "")
 EMAIL = os.environ.get("NEXUS_CONTRACT_EMAIL")
@@ -32,23 +32,12 @@ RESTORE_ADMIN = os.environ.get("NEXUS_CONTRACT_RESTORE_ADMIN") == "1"
 FLASK = Path(sys.executable).parent / "flask"
 
 
-def _sign_in() -> str:
-    request = urllib.request.Request(
-        f"{BASE_URL}/api/v1/auth/login",
-        data=json.dumps({"email": EMAIL, "password": PASSWORD}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=15) as response:
-        token: str = json.load(response)["data"]["access_token"]
-    return token
-
-
 class SignIn:
     """A bearer token for ``EMAIL``, from ``POST /api/v1/auth/login``."""
 
     def get(self, _case: Any, _ctx: Any) -> str:
         try:
-            return _sign_in()
+            return sign_in(BASE_URL, str(EMAIL), PASSWORD)
         except urllib.error.HTTPError as exc:
             if exc.code != 401 or not RESTORE_ADMIN:
                 raise
@@ -61,7 +50,7 @@ class SignIn:
         )
         if restored.returncode != 0:
             raise RuntimeError(f"could not restore the run's admin: {restored.stderr}")
-        return _sign_in()
+        return sign_in(BASE_URL, str(EMAIL), PASSWORD)
 
     def set(self, case: Any, data: str, _ctx: Any) -> None:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}

@@ -278,3 +278,27 @@ def test_two_admins_demoting_each_other_at_once_leave_one_admin(
     # Whoever is still an admin can list; one of the two is.
     roles = [m["role"] for m in (members.get("data") or [])]
     assert roles.count("admin") == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"email": "grace@example.com", "role": "owner"},
+        {"email": "not-an-address", "role": "member"},
+        {"email": "grace@example.com", "role": "member", "extra": 1},
+    ],
+)
+def test_a_bad_member_body_is_400_naming_the_field(
+    client: FlaskClient, member: Tokens, grace: Tokens, body: dict[str, Any]
+) -> None:
+    library = _create(client, member)["id"]
+    added = client.post(f"{API}/{library}/members", json=body, headers=member.headers)
+    problem = assert_problem(added, 400, "E_INVALID_REQUEST")
+    assert {error["field"] for error in problem["errors"]} <= {"email", "role", "extra"}  # type: ignore[union-attr]
+    changed = client.patch(
+        f"{API}/{library}/members/{_user_id(client, member)}",
+        json={"role": "owner"},
+        headers=member.headers,
+    )
+    problem = assert_problem(changed, 400, "E_INVALID_REQUEST")
+    assert [error["field"] for error in problem["errors"]] == ["role"]  # type: ignore[union-attr]
