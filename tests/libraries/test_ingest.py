@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
 
 import pytest
 
-from nexus.libraries.ingest import pieces_from_html, pieces_from_text, sanitize
+from nexus.libraries.ingest import (
+    ALLOWED_ATTRIBUTES,
+    ALLOWED_TAGS,
+    EPUB,
+    URL_SCHEMES,
+    ExtractionError,
+    extract,
+    pieces_from_html,
+    pieces_from_text,
+    sanitize,
+)
+from tests.libraries.books import chapter, epub, replace_entry, zip_bomb
 
 # Each carries something a browser would run, load or navigate to.
 XSS = [
@@ -48,6 +62,25 @@ EXECUTABLE = re.compile(
 )
 
 
+class _Inert(HTMLParser):
+    """Fails on any element, attribute or URL a reader's page must not get."""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        assert tag in ALLOWED_TAGS, tag
+        for name, value in attrs:
+            # nh3 keeps title and lang on any element (ammonia's generic attributes).
+            assert name in ALLOWED_ATTRIBUTES.get(tag, set()) | {"rel", "title", "lang"}, name
+            if name in ("href", "src"):
+                assert urlsplit(value or "").scheme in URL_SCHEMES, value
+
+
+def assert_inert(markup: str) -> None:
+    """``markup``, as a browser would parse it, holds only allowed tags, attributes and URLs."""
+    checker = _Inert(convert_charrefs=True)
+    checker.feed(markup)
+    checker.close()
+
+
 @pytest.mark.parametrize("payload", XSS)
 def test_nothing_executable_survives(payload: str) -> None:
     assert EXECUTABLE.search(html.unescape(payload))  # the check sees what it looks for
@@ -55,6 +88,7 @@ def test_nothing_executable_survives(payload: str) -> None:
     assert not EXECUTABLE.search(cleaned), cleaned
     for piece in pieces_from_html(payload):
         assert not EXECUTABLE.search(piece.html_sanitized), piece
+        assert_inert(piece.html_sanitized)
 
 
 def test_safe_markup_and_links_stay() -> None:
@@ -82,9 +116,12 @@ def test_text_is_escaped_not_interpreted() -> None:
     assert piece.html_sanitized == "<p>1 &lt; 2 &amp;&amp; &lt;script&gt; is text</p>"
 
 
-def test_a_deeply_nested_document_is_one_fragment_not_a_crash() -> None:
-    depth = 20_000
-    [piece] = pieces_from_html("<div>" * depth + "deep" + "</div>" * depth)
+def test_a_document_nested_50_000_deep_is_refused_with_a_reason_not_a_crash() -> None:
+    depth = 50_000
+    with pytest.raises(ExtractionError, match="more than 1000 deep"):
+        pieces_from_html("<div>" * depth + "deep" + "</div>" * depth)
+    # As deep as real pages go is fine.
+    [piece] = pieces_from_html("<div>" * 200 + "deep" + "</div>" * 200)
     assert piece.canonical_text == "deep"
 
 
@@ -98,4 +135,114 @@ def test_plain_text_splits_at_blank_lines_and_is_escaped() -> None:
     assert [(p.canonical_text, p.html_sanitized) for p in pieces] == [
         ("First para continues.", "<p>First para continues.</p>"),
         ("Second <script>x</script>", "<p>Second &lt;script&gt;x&lt;/script&gt;</p>"),
+    ]
+
+
+def test_a_relative_link_or_image_is_dropped_an_absolute_one_kept() -> None:
+    cleaned = sanitize('<p><a href="/api/v1/auth/logout">in</a><img src="x.png" alt="pic"></p>')
+    assert "href" not in cleaned
+    assert "src" not in cleaned
+    assert 'alt="pic"' in cleaned
+
+
+def test_a_pages_title_and_head_are_not_part_of_its_article() -> None:
+    document = "<html><head><title>Site | Page</title></head><body><p>Body.</p></body></html>"
+    assert [p.canonical_text for p in extract(document.encode(), "text/html").pieces] == ["Body."]
+
+
+def test_markdown_is_rendered_then_sanitized() -> None:
+    source = (
+        "# Title\n\nSome *emphasis*.\n\n<script>alert(1)</script>\n\n"
+        "| a | b |\n|---|---|\n| 1 | 2 |\n"
+    )
+    pieces = extract(source.encode(), "text/markdown").pieces
+    assert [p.canonical_text for p in pieces] == ["Title", "Some emphasis.", "a b 1 2"]
+    assert pieces[1].html_sanitized == "<p>Some <em>emphasis</em>.</p>"
+    assert all("script" not in p.html_sanitized for p in pieces)
+
+
+def test_a_byte_order_mark_is_not_text_and_invalid_utf8_is_refused_with_where() -> None:
+    assert extract("\ufeffHello".encode(), "text/plain").pieces[0].canonical_text == "Hello"
+    with pytest.raises(ExtractionError, match=r"not valid UTF-8 \(byte 6\)"):
+        extract(b"Hello \xff\xfe world", "text/plain")
+
+
+def test_an_upload_with_no_text_is_refused() -> None:
+    with pytest.raises(ExtractionError, match="no readable text"):
+        extract(b"<script>x</script>", "text/html")
+
+
+def test_an_epub_reads_its_chapters_in_spine_order_skipping_non_linear_ones() -> None:
+    book = epub(
+        [
+            ("notes", chapter("Notes", "A note.")),
+            ("c2", chapter("Two", "Second & last.")),
+            ("c1", chapter("One", "First <b>bold</b>.", "More.")),
+        ],
+        spine=["c1", "notes", "c2"],
+        non_linear=["notes"],
+    )
+    extracted = extract(book, EPUB)
+    assert [p.canonical_text for p in extracted.pieces] == [
+        "One", "First bold.", "More.", "Two", "Second & last.",
+    ]  # fmt: skip
+    assert extracted.title == "A Test Book"
+
+
+BROKEN_EPUBS: dict[str, tuple[Callable[[], bytes], str]] = {
+    "truncated": (lambda: epub([("c1", chapter("One", "Text."))])[:-200], "not a readable EPUB"),
+    "not-a-zip": (lambda: b"PK\x03\x04 not really a zip", "not a readable EPUB"),
+    "zip-bomb": (zip_bomb, "unpacks to more than 200 MiB"),
+    "missing-chapter": (
+        lambda: epub([("c1", chapter("One", "x"))], spine=["c1", "ghost"]),
+        "spine names a chapter its manifest lacks",
+    ),
+    "path-escape": (
+        lambda: epub(
+            [("c1", chapter("One", "x"))],
+            spine=["c1", "up"],
+            extra_manifest='<item id="up" href="../../etc/passwd" media-type="text/html"/>',
+        ),
+        "outside itself",
+    ),
+    "latin-1-chapter": (
+        lambda: replace_entry(
+            epub([("c1", chapter("One", "x"))]), "c1.xhtml", "<p>café</p>".encode("latin-1")
+        ),
+        r"chapter OEBPS/text/c1.xhtml is not valid UTF-8",
+    ),
+    "xml-bomb": (
+        lambda: replace_entry(
+            epub([("c1", chapter("One", "x"))]),
+            ".opf",
+            b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+            b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+            b'<package xmlns="http://www.idpf.org/2007/opf"><metadata>&lol2;</metadata></package>',
+        ),
+        "not well-formed XML",
+    ),
+    "no-container": (
+        lambda: replace_entry(epub([("c1", chapter("One", "x"))]), "container.xml", b"<x/>"),
+        "names no package document",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_EPUBS))
+def test_a_broken_epub_is_refused_with_a_reason(case: str) -> None:
+    make, reason = BROKEN_EPUBS[case]
+    with pytest.raises(ExtractionError, match=reason):
+        extract(make(), EPUB)
+
+
+def test_wrappers_are_looked_through_and_loose_text_becomes_a_paragraph() -> None:
+    pieces = pieces_from_html(
+        '<div id="content"><section><p>a</p><p>b</p></section>loose <b>text</b>'
+        "<div>inner div</div></div>"
+    )
+    assert [(p.canonical_text, p.html_sanitized) for p in pieces] == [
+        ("a", "<p>a</p>"),
+        ("b", "<p>b</p>"),
+        ("loose text", "<p>loose <b>text</b></p>"),
+        ("inner div", "<p>inner div</p>"),
     ]

@@ -47,6 +47,8 @@ class Contract:
     successes: dict[int, Success] = field(default_factory=dict)
     codes: list[ErrorCode] = field(default_factory=list)
     body: type[BaseModel] | None = None
+    # The multipart/form-data body, for a route that takes files.
+    form: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     secured: bool = False
     summary: str | None = None

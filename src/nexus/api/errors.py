@@ -306,7 +306,8 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     code = _HTTP_STATUS_CODES.get(status, ErrorCode.E_INVALID_REQUEST)
     detail = exc.description or code.description
     if isinstance(exc, RequestEntityTooLarge):
-        detail = f"The request body exceeds the limit of {current_settings().max_body_bytes} bytes."
+        limit = request.max_content_length if request else current_settings().max_body_bytes
+        detail = f"The request body exceeds the limit of {limit} bytes."
     # Keep the headers werkzeug set for a reason (Allow on 405, Retry-After).
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
     return problem(code, detail, status=status, headers=headers)

@@ -181,6 +181,8 @@ def _schemas(
     for _rule, contract in routes:
         if contract.body is not None:
             wanted[(contract.body, "validation")] = None
+        if contract.form is not None:
+            wanted[(contract.form, "validation")] = None
         if contract.query is not None:
             wanted[(contract.query, "validation")] = None
         for success in contract.successes.values():
@@ -222,11 +224,13 @@ def _operation(
     }
     if len(lines) > 1:
         operation["description"] = " ".join(line for line in lines[1:] if line)
+    content: dict[str, Any] = {}
     if contract.body is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": refs[(contract.body, "validation")]}},
-        }
+        content["application/json"] = {"schema": refs[(contract.body, "validation")]}
+    if contract.form is not None:
+        content["multipart/form-data"] = {"schema": refs[(contract.form, "validation")]}
+    if content:
+        operation["requestBody"] = {"required": True, "content": content}
     return operation
 
 

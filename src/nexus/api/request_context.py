@@ -1,5 +1,9 @@
 """Per-request context: the request id, the body-size check, the one access line.
 
+A view may accept larger bodies than ``NEXUS_MAX_BODY_BYTES`` (an upload
+route): ``@body_limit(lambda: ...)`` names its own limit, applied to that
+route only, before the body is read, however it is framed.
+
 Every request gets a ``request_id`` — the client's ``X-Request-ID`` when it is
 well formed, else a new UUID — bound into the log context (so every line the
 request logs carries it), stored on ``g`` (problem documents quote it) and
@@ -13,9 +17,11 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import structlog
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from nexus.config import current_settings
@@ -26,6 +32,23 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # Printable, log-safe and bounded: anything else is replaced, never echoed.
 _WELL_FORMED_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = get_logger("nexus.access")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def body_limit(limit: Callable[[], int]) -> Callable[[F], F]:
+    """Let the decorated view take bodies of up to ``limit()`` bytes (read per request)."""
+
+    def decorator(view: F) -> F:
+        view.body_limit = limit  # type: ignore[attr-defined]
+        return view
+
+    return decorator
+
+
+def _limit_for(endpoint: str | None) -> int:
+    view = current_app.view_functions.get(endpoint or "")
+    own: Callable[[], int] | None = getattr(view, "body_limit", None)
+    return own() if own is not None else current_settings().max_body_bytes
 
 
 def _begin_request() -> None:
@@ -37,8 +60,10 @@ def _begin_request() -> None:
     structlog.contextvars.bind_contextvars(request_id=request_id)
     # Refuse an oversized body before any view reads it, whether or not the
     # view would have; werkzeug enforces the same limit on chunked bodies.
+    limit = _limit_for(request.endpoint)
+    request.max_content_length = limit
     length = request.content_length
-    if length is not None and length > current_settings().max_body_bytes:
+    if length is not None and length > limit:
         raise RequestEntityTooLarge
 
 

@@ -3,7 +3,10 @@
 Owns ``@validate(body=Model, query=Model)``, which parses the request into
 model instances passed to the view as ``body=`` / ``query=``, and turns every
 way a request can be wrong into a problem: not JSON → 415, malformed JSON or
-a failed model → 400 with ``errors: [{"field", "message"}]``. The models and
+a failed model → 400 with ``errors: [{"field", "message"}]``. A route that
+takes files names a form model too (``form=Model``, its file fields typed
+``UploadedFile``): a ``multipart/form-data`` request is then read into that
+model, and the view gets whichever of the two the client sent as ``body=``. The models and
 those codes are declared in the view's contract (``nexus.api.contract``), so
 the OpenAPI document is generated from the same source.
 
@@ -18,11 +21,20 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 from flask import current_app, request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainValidator,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from nexus.api.contract import declare
@@ -62,14 +74,40 @@ def _holds_nul(value: Any, depth: int = 0) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class UploadedFile:
+    """One file of a multipart request, read whole (the route's body limit bounds it)."""
+
+    filename: str
+    content_type: str
+    content: bytes
+
+
+def _uploaded_file(value: Any) -> UploadedFile:
+    if not isinstance(value, UploadedFile):
+        raise ValueError("must be a file part (multipart/form-data with a filename)")
+    return value
+
+
+# A form field that holds a file: ``file: File``. The document calls it binary.
+File = Annotated[
+    UploadedFile,
+    PlainValidator(_uploaded_file),
+    WithJsonSchema({"type": "string", "format": "binary"}),
+]
+
+
 def validate(
     *,
     body: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
+    form: type[BaseModel] | None = None,
     field_codes: Mapping[str, ErrorCode] | None = None,
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Validate the request and pass ``body=`` / ``query=`` model instances to the view.
 
+    With ``form``, a ``multipart/form-data`` request is read into that model
+    and passed as ``body=`` (a JSON one into ``body``'s, if there is one).
     ``field_codes`` gives a more specific 400 code when only those fields fail,
     e.g. ``{"name": ErrorCode.E_NAME_INVALID}``.
     """
@@ -79,17 +117,58 @@ def validate(
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             if query is not None:
                 kwargs["query"] = parse_query(query, field_codes=field_codes)
-            if body is not None:
+            if form is not None and (body is None or not request.is_json):
+                kwargs["body"] = parse_form(
+                    form, field_codes=field_codes, json_too=body is not None
+                )
+            elif body is not None:
                 kwargs["body"] = parse_body(body, field_codes=field_codes)
             return view(*args, **kwargs)
 
         codes = [ErrorCode.E_INVALID_REQUEST, *(field_codes or {}).values()]
-        if body is not None:
+        if body is not None or form is not None:
             codes += [ErrorCode.E_PAYLOAD_TOO_LARGE, ErrorCode.E_UNSUPPORTED_MEDIA_TYPE]
-        declare(wrapper, codes=codes, body=body, query=query)
+        contract = declare(wrapper, codes=codes, body=body, query=query)
+        contract.form = form
         return wrapper
 
     return decorator
+
+
+MULTIPART = "multipart/form-data"
+
+
+def parse_form(
+    model: type[M], *, field_codes: Mapping[str, ErrorCode] | None = None, json_too: bool = False
+) -> M:
+    """A ``multipart/form-data`` request as ``model``, its files read as ``UploadedFile``.
+
+    werkzeug parses the parts (streaming files to disk past 500 KB) and
+    enforces the route's body limit, chunked or not: 413 beyond it.
+    """
+    if request.mimetype != MULTIPART:
+        wanted = f"application/json or {MULTIPART}" if json_too else MULTIPART
+        raise ApiError(
+            ErrorCode.E_UNSUPPORTED_MEDIA_TYPE,
+            f"Expected Content-Type {wanted}, got {request.mimetype or 'none'}.",
+        )
+    try:
+        fields = request.form
+        files = request.files
+    except (ValueError, EOFError) as exc:  # a part cut short, a broken boundary
+        raise _invalid([_field_error("body", f"Malformed multipart body: {exc}.")]) from None
+    values: dict[str, Any] = {}
+    for key, items in fields.lists():
+        values[key] = items[0] if len(items) == 1 else items
+    for key, parts in files.lists():
+        read = []
+        for part in parts:
+            try:
+                read.append(UploadedFile(part.filename or "", part.mimetype or "", part.read()))
+            finally:
+                part.close()  # a part past 500 KB is a temporary file: closed once read
+        values[key] = read[0] if len(read) == 1 else read
+    return _validate(model, values, field_codes)
 
 
 def parse_body(model: type[M], *, field_codes: Mapping[str, ErrorCode] | None = None) -> M:
@@ -118,7 +197,7 @@ def parse_body(model: type[M], *, field_codes: Mapping[str, ErrorCode] | None = 
 
 
 def read_body() -> bytes:
-    """The whole body: 413 past ``NEXUS_MAX_BODY_BYTES`` however it is framed, 400 if unreadable.
+    """The whole body: 413 past the route's limit however it is framed, 400 if unreadable.
 
     With a Content-Length, werkzeug reads it (a declared length over the limit
     was refused before the view). A chunked body has no declared length:
@@ -129,7 +208,7 @@ def read_body() -> bytes:
     """
     if request.content_length is not None or "wsgi.input_terminated" not in request.environ:
         return request.get_data(cache=True)
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    limit = request.max_content_length or current_app.config["MAX_CONTENT_LENGTH"]
     stream = request.environ["wsgi.input"]
     chunks: list[bytes] = []
     size = 0

@@ -22,6 +22,13 @@ E_DEFAULT_LIBRARY_FORBIDDEN = ErrorCode(
     "A user's default library can be neither renamed nor deleted.",
 )
 
+E_MEDIA_NOT_FOUND = ErrorCode(
+    "E_MEDIA_NOT_FOUND",
+    404,
+    "Media not found",
+    "No such media, or none of the caller's libraries holds it.",
+)
+
 
 class LibraryNotFound(NotFound):
     """No such library for this viewer."""
@@ -45,3 +52,7 @@ class AccountNotFound(NotFound):
 
 class AlreadyMember(Conflict):
     """The user is a member of the library already."""
+
+
+class MediaNotFound(NotFound):
+    """No such media for this viewer (or not in the library named)."""

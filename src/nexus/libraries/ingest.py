@@ -4,21 +4,40 @@ Pure functions, no database: the ingestion job calls them and writes what
 they return. HTML is sanitized by **nh3** (ammonia, an html5ever-based
 allow-list sanitizer; never regexes): scripts, styles, event handlers,
 ``javascript:`` and ``data:`` URLs and frames do not survive. The sanitized
-document is then split at its top-level blocks (paragraphs, headings,
-lists, quotes, code, tables) into fragments, each with its HTML and its text
+document is then split at its outermost blocks (paragraphs, headings,
+lists, quotes, code, tables; wrappers such as a chapter's ``<section>`` are
+looked through) into fragments, each with its HTML and its text
 with whitespace normalised — the text is what search indexes. Splitting
-walks the parser's events without recursion, so a document nested 50,000
-elements deep is one long fragment, not a crashed worker. Plain text splits
-at blank lines.
+walks the parser's events without recursion, and a document nested more
+than ``MAX_DEPTH`` elements deep is refused with a reason, not a crashed
+worker. Plain text splits at blank lines.
+
+``extract`` reads an upload of any accepted format (``FORMATS``): HTML, plain
+text, Markdown (rendered by markdown-it-py, then sanitized like HTML) and
+EPUB (its chapters in spine order; the zip is read with size limits and its
+XML with defusedxml, so a zip or XML bomb is refused, not inflated). What
+cannot be read raises ``ExtractionError`` with a reason a user can act on.
+Nothing here touches the network: links and images are kept as text
+attributes, never fetched.
 """
 
 from __future__ import annotations
 
 import html
+import posixpath
+import zipfile
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from io import BytesIO
+from pathlib import PurePosixPath
+from urllib.parse import unquote
+from xml.etree.ElementTree import Element
 
 import nh3
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError
+from defusedxml.ElementTree import fromstring as parse_xml
+from markdown_it import MarkdownIt
 
 # What a reader needs; everything else is dropped with its attributes.
 ALLOWED_TAGS = frozenset(
@@ -39,14 +58,57 @@ ALLOWED_ATTRIBUTES = {
 }
 # No javascript:, no data: (an inline document can carry script), no file:.
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
-# Where one fragment ends and the next begins, at the top level.
+# Each of these, outside any other, is one fragment.
 BLOCKS = frozenset(
     {
         "p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "pre", "blockquote",
-        "table", "figure", "hr", "div", "section",
+        "table", "figure", "hr",
     }
 )  # fmt: skip
+# Wrappers (a chapter's <section>, a page's <div id="content">): never a
+# fragment themselves; the blocks inside them are. Text loose in one is a
+# fragment of its own.
+CONTAINERS = frozenset({"div", "section"})
 VOID = frozenset({"br", "hr", "img"})
+# Removed with everything inside them (other disallowed tags keep their text):
+# a page's <title> is not part of its article.
+DROPPED_WITH_CONTENT = frozenset(
+    {"script", "style", "title", "template", "noscript", "iframe", "object", "textarea"}
+)
+
+# The accepted uploads: file extension -> the content type it is stored as.
+FORMATS = {
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".xhtml": "text/html",
+    ".txt": "text/plain",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".epub": "application/epub+zip",
+}
+EPUB = "application/epub+zip"
+# An EPUB's limits: a 10 MiB upload of ordinary books inflates to well under
+# these; a zip bomb declares far more and is refused before anything inflates.
+MAX_UNPACKED_BYTES = 200 * 1024 * 1024
+MAX_ENTRIES = 10_000
+MAX_XML_BYTES = 4 * 1024 * 1024
+# One article of more fragments than this is refused: it is not an article.
+MAX_FRAGMENTS = 100_000
+# Real articles nest a few dozen elements deep; far deeper is an attack or
+# a broken converter, refused with a reason rather than stored as one blob.
+MAX_DEPTH = 1_000
+
+
+class ExtractionError(ValueError):
+    """The upload cannot be turned into fragments; ``str()`` says why, for the user."""
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What an upload holds: its fragments, and the title it names (EPUB metadata), if any."""
+
+    pieces: list[Piece]
+    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,13 +126,17 @@ def sanitize(document: str) -> str:
         tags=set(ALLOWED_TAGS),
         attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
         url_schemes=set(URL_SCHEMES),
+        clean_content_tags=set(DROPPED_WITH_CONTENT),
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
+        # A relative URL would point into this service, with the reader's
+        # cookies: only absolute http(s) and mailto links stay.
+        url_relative="deny",
     )
 
 
 def pieces_from_html(document: str) -> list[Piece]:
-    """The sanitized document's top-level blocks, in order, empty ones left out."""
+    """The sanitized document's outermost blocks, in order, empty ones left out."""
     splitter = _Splitter()
     splitter.feed(sanitize(document))
     splitter.close()
@@ -88,18 +154,140 @@ def pieces_from_text(text: str) -> list[Piece]:
     return pieces
 
 
+def extract(content: bytes, content_type: str) -> Extracted:
+    """The fragments of an upload stored as ``content_type``; ``ExtractionError`` if unreadable."""
+    if content_type == EPUB:
+        extracted = _epub(content)
+    elif content_type == "text/html":
+        extracted = Extracted(pieces_from_html(_text(content)))
+    elif content_type == "text/markdown":
+        extracted = Extracted(pieces_from_html(_markdown().render(_text(content))))
+    elif content_type == "text/plain":
+        extracted = Extracted(pieces_from_text(_text(content)))
+    else:
+        raise ExtractionError(f"Files of type {content_type} cannot be read.")
+    if not extracted.pieces:
+        raise ExtractionError("The upload holds no readable text.")
+    if len(extracted.pieces) > MAX_FRAGMENTS:
+        raise ExtractionError(f"The upload splits into more than {MAX_FRAGMENTS} fragments.")
+    return extracted
+
+
+def _text(content: bytes, what: str = "The file") -> str:
+    try:
+        # utf-8-sig: a byte-order mark (which Windows editors write) is not text.
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ExtractionError(
+            f"{what} is not valid UTF-8 (byte {exc.start}); save it as UTF-8 and upload it again."
+        ) from None
+
+
+def _markdown() -> MarkdownIt:
+    # CommonMark with tables; raw HTML in the Markdown is kept here and
+    # sanitized with the rest, as in an HTML upload.
+    return MarkdownIt("commonmark", {"html": True}).enable("table")
+
+
+_CONTAINER_NS = "{urn:oasis:names:tc:opendocument:xmlns:container}"
+_OPF_NS = "{http://www.idpf.org/2007/opf}"
+_DC_NS = "{http://purl.org/dc/elements/1.1/}"
+
+
+def _epub(content: bytes) -> Extracted:
+    """An EPUB's chapters in spine order, with its title; limits checked before inflating."""
+    try:
+        with zipfile.ZipFile(BytesIO(content)) as book:
+            entries = book.infolist()
+            if len(entries) > MAX_ENTRIES:
+                raise ExtractionError(f"The EPUB has more than {MAX_ENTRIES} files.")
+            if sum(entry.file_size for entry in entries) > MAX_UNPACKED_BYTES:
+                raise ExtractionError(
+                    f"The EPUB unpacks to more than {MAX_UNPACKED_BYTES // 2**20} MiB."
+                )
+            container = _xml(book, "META-INF/container.xml")
+            rootfile = container.find(f".//{_CONTAINER_NS}rootfile")
+            opf_path = rootfile.get("full-path") if rootfile is not None else None
+            if not opf_path:
+                raise ExtractionError("The EPUB's container names no package document.")
+            package = _xml(book, opf_path)
+            base = posixpath.dirname(opf_path)
+            manifest = {
+                item.get("id"): item.get("href", "")
+                for item in package.iter(f"{_OPF_NS}item")
+                if item.get("id")
+            }
+            pieces: list[Piece] = []
+            for itemref in package.iter(f"{_OPF_NS}itemref"):
+                if itemref.get("linear") == "no":
+                    continue  # notes, covers: off the reading path
+                href = manifest.get(itemref.get("idref"))
+                if not href:
+                    raise ExtractionError("The EPUB's spine names a chapter its manifest lacks.")
+                path = _within(base, href)
+                chapter = _text(_read(book, path), f"The chapter {path}")
+                pieces.extend(pieces_from_html(chapter))
+            title_element = package.find(f".//{_DC_NS}title")
+            title = (
+                " ".join((title_element.text or "").split()) if title_element is not None else ""
+            )
+            return Extracted(pieces, title or None)
+    except zipfile.BadZipFile as exc:
+        raise ExtractionError(f"The file is not a readable EPUB (zip): {exc}.") from None
+    except (zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
+        # Zip64 oddities, an unknown compression method, an encrypted entry.
+        raise ExtractionError(f"The EPUB cannot be read: {exc}.") from None
+
+
+def _read(book: zipfile.ZipFile, path: str) -> bytes:
+    try:
+        return book.read(path)
+    except KeyError:
+        raise ExtractionError(f"The EPUB lacks {path}, which it names.") from None
+
+
+def _xml(book: zipfile.ZipFile, path: str) -> Element:
+    info = book.getinfo(path) if path in book.namelist() else None
+    if info is None:
+        raise ExtractionError(f"The EPUB lacks {path}; it is not an EPUB.")
+    if info.file_size > MAX_XML_BYTES:
+        raise ExtractionError(f"The EPUB's {path} is too large to be a package document.")
+    try:
+        element: Element = parse_xml(book.read(info))
+    except (ParseError, DefusedXmlException) as exc:
+        raise ExtractionError(f"The EPUB's {path} is not well-formed XML: {exc}.") from None
+    return element
+
+
+def _within(base: str, href: str) -> str:
+    """``href`` resolved against the package's folder, refusing any way out of the book."""
+    href = href.split("#", 1)[0]
+    path = posixpath.normpath(posixpath.join(base, unquote(href)))
+    if path.startswith(("../", "/")) or path == ".." or PurePosixPath(path).is_absolute():
+        raise ExtractionError("The EPUB names a chapter outside itself.")
+    return path
+
+
 class _Splitter(HTMLParser):
-    """Re-serializes the (already sanitized) HTML, cutting at each top-level block."""
+    """Re-serializes the (already sanitized) HTML, one fragment per outermost block."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.pieces: list[Piece] = []
         self._html: list[str] = []
         self._text: list[str] = []
-        self._depth = 0
+        self._depth = 0  # elements open inside the current block (or loose run)
+        self._nesting = 0  # elements open in all, wrappers included
         self._in_block = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in VOID:
+            self._nesting += 1
+            if self._nesting > MAX_DEPTH:
+                raise ExtractionError(f"The document nests elements more than {MAX_DEPTH} deep.")
+        if self._depth == 0 and tag in CONTAINERS:
+            self.flush()  # a wrapper: what came before it is done; it leaves no tag
+            return
         if self._depth == 0 and tag in BLOCKS:
             self.flush()  # loose inline content before it is a piece of its own
             self._in_block = True
@@ -118,9 +306,14 @@ class _Splitter(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in VOID:
             return
+        self._nesting = max(0, self._nesting - 1)
+        if self._depth == 0:
+            if tag in CONTAINERS:
+                self.flush()
+            return  # a wrapper's end, or a stray end tag: nothing to write
         self._html.append(f"</{tag}>")
-        self._depth = max(0, self._depth - 1)
-        if tag in BLOCKS or tag in ("li", "td", "th", "dd", "dt"):
+        self._depth -= 1
+        if tag in BLOCKS or tag in ("li", "td", "th", "dd", "dt", "div", "section"):
             self._text.append(" ")  # words in neighbouring cells and items stay apart
         if self._depth == 0 and self._in_block:
             self.flush()
@@ -132,5 +325,7 @@ class _Splitter(HTMLParser):
     def flush(self) -> None:
         text = " ".join("".join(self._text).split())
         if text:
-            self.pieces.append(Piece(text, "".join(self._html).strip()))
+            markup = "".join(self._html).strip()
+            # Loose text becomes a paragraph, so every fragment renders as a block.
+            self.pieces.append(Piece(text, markup if self._in_block else f"<p>{markup}</p>"))
         self._html, self._text, self._in_block = [], [], False

@@ -83,7 +83,7 @@ def list_libraries(
 
 
 def get_library(session: Session, *, viewer: uuid.UUID, library_id: uuid.UUID) -> LibraryView:
-    library, role = _visible(session, viewer, library_id)
+    library, role = visible(session, viewer, library_id)
     return LibraryView.of(library, role)
 
 
@@ -106,7 +106,7 @@ def create_library(
 def rename_library(
     session: Session, *, viewer: uuid.UUID, library_id: uuid.UUID, name: str, context: AuditContext
 ) -> LibraryView:
-    library, role = _administered(session, viewer, library_id)
+    library, role = administered(session, viewer, library_id)
     if library.is_default:
         raise DefaultLibraryForbidden("The default library cannot be renamed.")
     old = library.name
@@ -123,7 +123,7 @@ def rename_library(
 def delete_library(
     session: Session, *, viewer: uuid.UUID, library_id: uuid.UUID, context: AuditContext
 ) -> None:
-    library, _role = _administered(session, viewer, library_id)
+    library, _role = administered(session, viewer, library_id)
     if library.is_default:
         raise DefaultLibraryForbidden("The default library cannot be deleted.")
     session.delete(library)
@@ -144,7 +144,7 @@ class MemberView:
 
 def list_members(session: Session, *, viewer: uuid.UUID, library_id: uuid.UUID) -> list[MemberView]:
     """Everyone in the library (any member may see who else is): admins first, then by address."""
-    _visible(session, viewer, library_id)
+    visible(session, viewer, library_id)
     rows = session.execute(
         select(Membership.user_id, User.email, Membership.role, Membership.created_at)
         .join(User, User.id == Membership.user_id)
@@ -164,7 +164,7 @@ def add_member(
     context: AuditContext,
 ) -> MemberView:
     """Add the account with ``email``; an address with no account is a 404 (decision 0028)."""
-    _administered(session, viewer, library_id, lock=True)
+    administered(session, viewer, library_id, lock=True)
     user = find_by_email(session, email)
     if user is None:
         raise AccountNotFound("No account has this e-mail address.")
@@ -190,7 +190,7 @@ def change_member_role(
     role: str,
     context: AuditContext,
 ) -> MemberView:
-    _administered(session, viewer, library_id, lock=True)
+    administered(session, viewer, library_id, lock=True)
     membership = _membership(session, library_id, user_id)
     if membership.role == LibraryRole.ADMIN and role != LibraryRole.ADMIN:
         _keep_an_admin(session, library_id)
@@ -215,7 +215,7 @@ def remove_member(
     context: AuditContext,
 ) -> None:
     """An admin removes anyone; a member may remove themself. The last admin stays."""
-    library, role = _visible(session, viewer, library_id, lock=True)
+    library, role = visible(session, viewer, library_id, lock=True)
     if user_id != viewer and role != LibraryRole.ADMIN:
         raise NotLibraryAdmin("Only the library's admins may remove other members.")
     membership = _membership(session, library_id, user_id)
@@ -230,9 +230,10 @@ def remove_member(
     )  # fmt: skip
 
 
-def _visible(
+def visible(
     session: Session, viewer: uuid.UUID, library_id: uuid.UUID, *, lock: bool = False
 ) -> tuple[Library, str]:
+    """The library and the viewer's role in it; ``LibraryNotFound`` if they are not a member."""
     query = (
         select(Library, Membership.role)
         .join(Membership, (Membership.library_id == Library.id) & (Membership.user_id == viewer))
@@ -247,10 +248,11 @@ def _visible(
     return row[0], row[1]
 
 
-def _administered(
+def administered(
     session: Session, viewer: uuid.UUID, library_id: uuid.UUID, *, lock: bool = False
 ) -> tuple[Library, str]:
-    library, role = _visible(session, viewer, library_id, lock=lock)
+    """As :func:`visible`, and ``NotLibraryAdmin`` unless the viewer is one of its admins."""
+    library, role = visible(session, viewer, library_id, lock=lock)
     if role != LibraryRole.ADMIN:
         raise NotLibraryAdmin("Only the library's admins may do this.")
     return library, role
