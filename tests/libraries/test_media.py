@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from nexus.infrastructure.queue import get_queues
 from nexus.jobs.worker import NexusSimpleWorker
 from nexus.libraries import media as media_services
 from nexus.libraries.models import Fragment, Media
-from tests.accounts_fixtures import Tokens
+from tests.accounts_fixtures import PASSWORD, Tokens
 from tests.api.test_errors import assert_problem
 from tests.libraries.books import chapter, epub, zip_bomb
 
@@ -491,3 +492,38 @@ def test_an_outsider_gets_404_from_every_media_endpoint(
     found = client.get(f"{API}/search?q=classified", headers=outsider.headers).get_json()
     assert found["data"] == []
     assert client.get(f"{API}/search?q=classified", headers=member.headers).get_json()["data"]
+
+
+def test_two_uploads_of_the_same_content_at_once_make_one_media(
+    make_app: Callable[..., Flask], fresh_database: str
+) -> None:
+    app = make_app(database_url=fresh_database)
+    client = app.test_client()
+    client.post("/api/v1/auth/register", json={"email": "ada@example.com", "password": PASSWORD})
+    token = client.post(
+        "/api/v1/auth/login", json={"email": "ada@example.com", "password": PASSWORD}
+    ).get_json()["data"]["access_token"]
+    ada = Tokens(token, "")
+    library = library_of(client, ada)
+    answers: list[tuple[int, str, str | None]] = []
+    start = threading.Barrier(4)
+
+    def upload() -> None:
+        own = app.test_client()
+        start.wait()
+        response = post_article(own, ada, library, title="Same", html=ARTICLE)
+        body = response.get_json()["data"]
+        answers.append((response.status_code, body["media"]["id"], body["job_id"]))
+
+    threads = [threading.Thread(target=upload) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(status for status, _, _ in answers) == [200, 200, 200, 202]
+    assert len({media_id for _, media_id, _ in answers}) == 1
+    assert [job for _, _, job in answers if job is not None] != []
+    with app.app_context():
+        database = app.extensions["nexus.database"]
+        with database.sessionmaker() as session:
+            assert session.scalar(select(func.count()).select_from(Media)) == 1
