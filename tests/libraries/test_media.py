@@ -23,7 +23,7 @@ from nexus.libraries import media as media_services
 from nexus.libraries.models import Fragment, Media
 from tests.accounts_fixtures import PASSWORD, Tokens
 from tests.api.test_errors import assert_problem
-from tests.libraries.books import chapter, epub, zip_bomb
+from tests.libraries.books import chapter, epub, replace_entry, zip_bomb
 
 API = "/api/v1"
 ARTICLE = (
@@ -323,6 +323,28 @@ def test_a_malformed_file_ends_failed_with_its_reason_and_the_worker_lives_on(
     # The job after it ran: the worker survived.
     fine = client.get(f"{API}/media/{good['media']['id']}", headers=member.headers).get_json()
     assert fine["data"]["processing_status"] == "ready_for_reading"
+
+
+def test_a_book_that_breaks_after_its_first_chapter_leaves_no_fragment_behind(
+    app: Flask, client: FlaskClient, member: Tokens, redis: Redis, db_session: Session
+) -> None:
+    # Chapter one is written (streamed) before chapter two fails to decode.
+    book = replace_entry(
+        epub([("c1", chapter("One", *["fine"] * 50)), ("c2", chapter("Two", "x"))]),
+        "c2.xhtml",
+        b"<p>caf\xe9</p>",
+    )
+    posted = post_file(client, member, library_of(client, member), "b.epub", book)
+    media_id = posted.get_json()["data"]["media"]["id"]
+    run_jobs(app, redis)
+    read = client.get(f"{API}/media/{media_id}", headers=member.headers).get_json()["data"]
+    assert read["processing_status"] == "failed"
+    assert "OEBPS/text/c2.xhtml is not valid UTF-8" in read["processing_error"]
+    assert texts(client, member, media_id) == []
+    count = db_session.scalar(
+        select(func.count()).select_from(Fragment).where(Fragment.media_id == uuid.UUID(media_id))
+    )
+    assert count == 0
 
 
 def test_ingesting_twice_or_after_a_crash_writes_each_fragment_once(

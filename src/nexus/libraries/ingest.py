@@ -12,8 +12,8 @@ walks the parser's events without recursion, and a document nested more
 than ``MAX_DEPTH`` elements deep is refused with a reason, not a crashed
 worker. Plain text splits at blank lines.
 
-``extract`` reads an upload of any accepted format (``FORMATS``): HTML, plain
-text, Markdown (rendered by markdown-it-py, then sanitized like HTML) and
+``read`` (``extract``: all at once) reads an upload of any accepted format
+(``FORMATS``): HTML, plain text, Markdown (rendered by markdown-it-py, then sanitized like HTML) and
 EPUB (its chapters in spine order; the zip is read with size limits and its
 XML with defusedxml, so a zip or XML bomb is refused, not inflated). What
 cannot be read raises ``ExtractionError`` with a reason a user can act on.
@@ -26,6 +26,7 @@ from __future__ import annotations
 import html
 import posixpath
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from io import BytesIO
@@ -94,6 +95,8 @@ MAX_ENTRIES = 10_000
 MAX_XML_BYTES = 4 * 1024 * 1024
 # One article of more fragments than this is refused: it is not an article.
 MAX_FRAGMENTS = 100_000
+# The splitter is fed this many characters at a time.
+FEED_CHARS = 65_536
 # Real articles nest a few dozen elements deep; far deeper is an attack or
 # a broken converter, refused with a reason rather than stored as one blob.
 MAX_DEPTH = 1_000
@@ -101,14 +104,6 @@ MAX_DEPTH = 1_000
 
 class ExtractionError(ValueError):
     """The upload cannot be turned into fragments; ``str()`` says why, for the user."""
-
-
-@dataclass(frozen=True)
-class Extracted:
-    """What an upload holds: its fragments, and the title it names (EPUB metadata), if any."""
-
-    pieces: list[Piece]
-    title: str | None = None
 
 
 @dataclass(frozen=True)
@@ -137,11 +132,20 @@ def sanitize(document: str) -> str:
 
 def pieces_from_html(document: str) -> list[Piece]:
     """The sanitized document's outermost blocks, in order, empty ones left out."""
+    return list(_html_pieces(document))
+
+
+def _html_pieces(document: str) -> Iterator[Piece]:
+    # Fed a slice at a time, so pieces come out while the rest is parsed:
+    # a job streams them to PostgreSQL, which indexes them meanwhile.
     splitter = _Splitter()
-    splitter.feed(sanitize(document))
+    cleaned = sanitize(document)
+    for start in range(0, len(cleaned), FEED_CHARS):
+        splitter.feed(cleaned[start : start + FEED_CHARS])
+        yield from splitter.take()
     splitter.close()
     splitter.flush()
-    return splitter.pieces
+    yield from splitter.take()
 
 
 def pieces_from_text(text: str) -> list[Piece]:
@@ -154,23 +158,39 @@ def pieces_from_text(text: str) -> list[Piece]:
     return pieces
 
 
-def extract(content: bytes, content_type: str) -> Extracted:
-    """The fragments of an upload stored as ``content_type``; ``ExtractionError`` if unreadable."""
+def read(content: bytes, content_type: str) -> Iterator[Piece]:
+    """The fragments of an upload stored as ``content_type``, in order, as they are made.
+
+    Raises ``ExtractionError`` when the upload is unreadable, holds no text or
+    too many fragments — possibly after yielding some: a consumer writes
+    them in a transaction it rolls back then.
+    """
+    count = 0
+    for piece in _pieces(content, content_type):
+        count += 1
+        if count > MAX_FRAGMENTS:
+            raise ExtractionError(f"The upload splits into more than {MAX_FRAGMENTS} fragments.")
+        yield piece
+    if count == 0:
+        raise ExtractionError("The upload holds no readable text.")
+
+
+def extract(content: bytes, content_type: str) -> list[Piece]:
+    """All of :func:`read` at once."""
+    return list(read(content, content_type))
+
+
+def _pieces(content: bytes, content_type: str) -> Iterator[Piece]:
     if content_type == EPUB:
-        extracted = _epub(content)
+        yield from _epub(content)
     elif content_type == "text/html":
-        extracted = Extracted(pieces_from_html(_text(content)))
+        yield from _html_pieces(_text(content))
     elif content_type == "text/markdown":
-        extracted = Extracted(pieces_from_html(_markdown().render(_text(content))))
+        yield from _html_pieces(_markdown().render(_text(content)))
     elif content_type == "text/plain":
-        extracted = Extracted(pieces_from_text(_text(content)))
+        yield from pieces_from_text(_text(content))
     else:
         raise ExtractionError(f"Files of type {content_type} cannot be read.")
-    if not extracted.pieces:
-        raise ExtractionError("The upload holds no readable text.")
-    if len(extracted.pieces) > MAX_FRAGMENTS:
-        raise ExtractionError(f"The upload splits into more than {MAX_FRAGMENTS} fragments.")
-    return extracted
 
 
 def _text(content: bytes, what: str = "The file") -> str:
@@ -191,11 +211,10 @@ def _markdown() -> MarkdownIt:
 
 _CONTAINER_NS = "{urn:oasis:names:tc:opendocument:xmlns:container}"
 _OPF_NS = "{http://www.idpf.org/2007/opf}"
-_DC_NS = "{http://purl.org/dc/elements/1.1/}"
 
 
-def _epub(content: bytes) -> Extracted:
-    """An EPUB's chapters in spine order, with its title; limits checked before inflating."""
+def _epub(content: bytes) -> Iterator[Piece]:
+    """An EPUB's chapters in spine order; its limits checked before anything inflates."""
     try:
         with zipfile.ZipFile(BytesIO(content)) as book:
             entries = book.infolist()
@@ -217,7 +236,6 @@ def _epub(content: bytes) -> Extracted:
                 for item in package.iter(f"{_OPF_NS}item")
                 if item.get("id")
             }
-            pieces: list[Piece] = []
             for itemref in package.iter(f"{_OPF_NS}itemref"):
                 if itemref.get("linear") == "no":
                     continue  # notes, covers: off the reading path
@@ -226,12 +244,7 @@ def _epub(content: bytes) -> Extracted:
                     raise ExtractionError("The EPUB's spine names a chapter its manifest lacks.")
                 path = _within(base, href)
                 chapter = _text(_read(book, path), f"The chapter {path}")
-                pieces.extend(pieces_from_html(chapter))
-            title_element = package.find(f".//{_DC_NS}title")
-            title = (
-                " ".join((title_element.text or "").split()) if title_element is not None else ""
-            )
-            return Extracted(pieces, title or None)
+                yield from _html_pieces(chapter)
     except zipfile.BadZipFile as exc:
         raise ExtractionError(f"The file is not a readable EPUB (zip): {exc}.") from None
     except (zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError, OSError) as exc:
@@ -321,6 +334,11 @@ class _Splitter(HTMLParser):
     def handle_data(self, data: str) -> None:
         self._html.append(html.escape(data, quote=False))
         self._text.append(data)
+
+    def take(self) -> list[Piece]:
+        """The pieces finished since the last call."""
+        pieces, self.pieces = self.pieces, []
+        return pieces
 
     def flush(self) -> None:
         text = " ".join("".join(self._text).split())
