@@ -13,7 +13,7 @@ import json
 import re
 import socket
 
-from tests.reliability.conftest import Stack, report
+from tests.reliability.conftest import ADMIN, Stack, report
 
 JSON = b"Content-Type: application/json\r\n"
 CHUNKED = JSON + b"Transfer-Encoding: chunked\r\n"
@@ -157,3 +157,89 @@ def test_every_hostile_request_gets_a_4xx_problem_and_health_holds(stack: Stack)
     assert allow is not None
     assert set(allow.group(1).decode().split(", ")) == {"POST", "OPTIONS"}
     assert "http.unhandled_exception" not in stack.log("web")
+
+
+def _multipart(
+    content: bytes, filename: bytes = b"a.txt", boundary: bytes = b"xYzZy"
+) -> tuple[bytes, bytes]:
+    body = (
+        b"--" + boundary + b"\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="' + filename + b'"\r\n'
+        b"Content-Type: application/octet-stream\r\n\r\n" + content + b"\r\n"
+        b"--" + boundary + b"--\r\n"
+    )
+    return body, b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n"
+
+
+def test_hostile_uploads_get_4xx_problems_and_a_good_one_through_gunicorn_is_accepted(
+    stack: Stack,
+) -> None:
+    token = stack.login(*ADMIN)["access_token"]
+    auth = f"Authorization: Bearer {token}\r\n".encode()
+    libraries = stack.request("GET", "/api/v1/libraries", token=token).json()["data"]
+    path = f"/api/v1/libraries/{libraries[0]['id']}/media"
+    limit = 10 * 1024 * 1024
+    over, over_type = _multipart(b"x" * (limit + 10))
+    two_mib, two_mib_type = _multipart(b"word " * (2 * 1024 * 1024 // 5), b"two.txt")
+    cases: dict[str, tuple[bytes, int]] = {
+        "upload over the limit, declared": (
+            _request("POST", path, over, auth + over_type), 413,
+        ),
+        "upload over the limit, chunked": (
+            _request(
+                "POST", path, _chunked(over), auth + over_type + b"Transfer-Encoding: chunked\r\n",
+                -1,
+            ),
+            413,
+        ),
+        "json over the limit, chunked": (
+            _request(
+                "POST", path,
+                _chunked(b'{"title": "x", "text": "' + b"y" * (limit + 10) + b'"}'),
+                auth + CHUNKED, -1,
+            ),
+            413,
+        ),
+        "broken boundary": (
+            _request("POST", path, _multipart(b"x")[0], auth + _multipart(b"", boundary=b"o")[1]),
+            400,
+        ),
+        "no boundary": (
+            _request("POST", path, b"--a\r\n", auth + b"Content-Type: multipart/form-data\r\n"),
+            400,
+        ),
+        "cut-off part": (_request("POST", path, _multipart(b"x")[0][:-20], auth + over_type), 400),
+        "nul in a file name": (
+            _request("POST", path, *_swap(_multipart(b"x", b"a\x00b.exe"), auth)), 415,
+        ),
+        "file of another type": (
+            _request("POST", path, *_swap(_multipart(b"MZ", b"setup.exe"), auth)), 415,
+        ),
+        "nul in a title": (
+            _request("POST", path, b'{"title": "a\\u0000", "text": "x"}', auth + JSON), 400,
+        ),
+        "bad chunk size": (
+            _request("POST", path, b"ZZZ\r\n{}\r\n0\r\n\r\n", auth + CHUNKED, -1), 400,
+        ),
+        "over the app-wide limit, under the upload limit": (
+            _request("POST", path, two_mib, auth + two_mib_type), 202,
+        ),
+    }  # fmt: skip
+    answers: dict[str, int] = {}
+    for name, (raw, expected) in cases.items():
+        answer = _send(stack.port, raw)
+        head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+        match = re.match(r"HTTP/1\.[01] (\d{3})", head)
+        assert match is not None, (name, answer[:200])
+        answers[name] = int(match.group(1))
+        assert answers[name] == expected, (name, head, answer[-400:])
+        if expected >= 400:
+            assert "application/problem+json" in head, (name, head)
+    report("hostile_uploads", answers)
+    assert stack.healthy()
+    assert "http.unhandled_exception" not in stack.log("web")
+
+
+def _swap(multipart: tuple[bytes, bytes], auth: bytes) -> tuple[bytes, bytes]:
+    body, content_type = multipart
+    return body, auth + content_type
