@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import html
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -244,3 +248,31 @@ def test_wrappers_are_looked_through_and_loose_text_becomes_a_paragraph() -> Non
         ("loose text", "<p>loose <b>text</b></p>"),
         ("inner div", "<p>inner div</p>"),
     ]
+
+
+@pytest.mark.parametrize("flavour", ["epub3", "epub2"])
+def test_a_real_book_made_by_pandoc_reads_whole_and_in_order(tmp_path: Path, flavour: str) -> None:
+    """pandoc writes EPUBs as readers get them: title page, nav, NCX, styles, a chapter per file."""
+    pandoc = shutil.which("pandoc")
+    if pandoc is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("pandoc is missing; .ci/run installs it")
+        pytest.skip("pandoc is not installed (apt-get install pandoc)")
+    chapters = 12
+    source = "% A Real Book\n% Ada Lovelace\n\n" + "".join(
+        f"# Chapter {c}\n\n"
+        + "".join(f"Chapter {c}, paragraph {p}: *notes* & “quotes”.\n\n" for p in range(20))
+        for c in range(chapters)
+    )
+    (tmp_path / "book.md").write_text(source, encoding="utf-8")
+    subprocess.run([pandoc, "book.md", "-t", flavour, "-o", "book.epub"], cwd=tmp_path, check=True)
+    texts = [piece.canonical_text for piece in extract((tmp_path / "book.epub").read_bytes(), EPUB)]
+    expected = [
+        line
+        for c in range(chapters)
+        for line in [f"Chapter {c}"]
+        + [f"Chapter {c}, paragraph {p}: notes & “quotes”." for p in range(20)]
+    ]
+    # The title page comes first; then every chapter, whole and in order.
+    assert texts[: texts.index("Chapter 0")] == ["A Real Book", "Ada Lovelace"]
+    assert texts[texts.index("Chapter 0") :] == expected

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import threading
 import uuid
 from collections.abc import Callable
@@ -72,11 +71,27 @@ def post_file(
     content: bytes,
     **fields: str,
 ) -> Any:
+    """A multipart upload, encoded here as a browser would.
+
+    (The test client would spool a body over 500 KB to a temporary file it
+    never closes.)
+    """
+    boundary = "nexus-test-boundary"
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    ]
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n".encode()
+        + content
+        + b"\r\n"
+    )
     return client.post(
         f"{API}/libraries/{library}/media",
-        data={"file": (io.BytesIO(content), name), **fields},
+        data=b"".join(parts) + f"--{boundary}--\r\n".encode(),
         headers=who.headers,
-        content_type="multipart/form-data",
+        content_type=f"multipart/form-data; boundary={boundary}",
     )
 
 
@@ -273,21 +288,7 @@ def test_the_upload_route_takes_up_to_its_own_limit_and_no_other_route_does(
     other = client.post(f"{API}/libraries", json={"name": two_mib}, headers=member.headers)
     assert_problem(other, 413, "E_PAYLOAD_TOO_LARGE")
     over = b"x" * (10 * 1024 * 1024 + 1)
-    # Encoded here: the test client would spool so large a body to a temporary
-    # file and, the app refusing it unread, never close it.
-    boundary = "nexus-test-boundary"
-    encoded = (
-        (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="huge.txt"\r\n'
-            f"Content-Type: text/plain\r\n\r\n"
-        ).encode()
-        + over
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    refused = client.post(
-        f"{API}/libraries/{library}/media", data=encoded, headers=member.headers,
-        content_type=f"multipart/form-data; boundary={boundary}",
-    )  # fmt: skip
+    refused = post_file(client, member, library, "huge.txt", over)
     problem = assert_problem(refused, 413, "E_PAYLOAD_TOO_LARGE")
     assert "10485760 bytes" in str(problem["detail"])
     assert_problem(
@@ -549,3 +550,27 @@ def test_two_uploads_of_the_same_content_at_once_make_one_media(
         database = app.extensions["nexus.database"]
         with database.sessionmaker() as session:
             assert session.scalar(select(func.count()).select_from(Media)) == 1
+
+
+@pytest.mark.parametrize("kilobytes", [5, 500, 5_000])
+def test_articles_from_kilobytes_to_5_mb_are_read_whole_and_in_order(
+    app: Flask, client: FlaskClient, member: Tokens, redis: Redis, db_session: Session,
+    kilobytes: int,
+) -> None:  # fmt: skip
+    paragraphs: list[str] = []
+    while sum(len(p) + 9 for p in paragraphs) < kilobytes * 1024:
+        n = len(paragraphs)
+        paragraphs.append(f"Paragraph {n} of the article: " + "lorem ipsum dolor " * 20)
+    html = "".join(f"<p>{p}</p>" for p in paragraphs).encode()
+    posted = post_file(client, member, library_of(client, member), "long.html", html)
+    assert posted.status_code == 202
+    media_id = uuid.UUID(posted.get_json()["data"]["media"]["id"])
+    run_jobs(app, redis)
+    db_session.expire_all()
+    media = db_session.get(Media, media_id)
+    assert media is not None
+    assert media.processing_status == "ready_for_reading"
+    stored = db_session.scalars(
+        select(Fragment.canonical_text).where(Fragment.media_id == media_id).order_by(Fragment.idx)
+    ).all()
+    assert stored == [" ".join(p.split()) for p in paragraphs]
