@@ -6,18 +6,15 @@ walked too, and one this test does not know how to call fails it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
-from nexus.accounts.models import User
 from tests.accounts_fixtures import Tokens
 from tests.api.test_errors import assert_problem
-from tests.libraries.test_media import API, library_of, post_article, run_jobs
+from tests.libraries.helpers import API, library_of, post_article, run_jobs
 
 # The body each endpoint is called with: a valid one, so only access decides.
 BODIES: dict[str, Any] = {
@@ -28,12 +25,6 @@ BODIES: dict[str, Any] = {
 }
 # The caller's own scope: nothing of anyone else's can show.
 OWN_SCOPE = {"libraries.list_libraries", "libraries.create_library", "libraries.search_fragments"}
-
-
-@pytest.fixture
-def outsider(make_user: Callable[..., User], login: Callable[..., Tokens]) -> Tokens:
-    make_user("mallory@example.com")
-    return login("mallory@example.com")
 
 
 def test_every_endpoint_as_an_outsider_is_404_or_finds_nothing(

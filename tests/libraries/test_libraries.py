@@ -13,24 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nexus.accounts.models import User
 from nexus.audit.models import AuditLog
 from tests.accounts_fixtures import PASSWORD, Tokens
 from tests.api.test_errors import assert_problem
 
 API = "/api/v1/libraries"
-
-
-@pytest.fixture
-def grace(make_user: Callable[..., User], login: Callable[..., Tokens]) -> Tokens:
-    make_user("grace@example.com")
-    return login("grace@example.com")
-
-
-@pytest.fixture
-def outsider(make_user: Callable[..., User], login: Callable[..., Tokens]) -> Tokens:
-    make_user("mallory@example.com")
-    return login("mallory@example.com")
 
 
 def _create(client: FlaskClient, who: Tokens, name: str = "Reading group") -> dict[str, Any]:

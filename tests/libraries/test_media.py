@@ -14,99 +14,18 @@ from redis import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from nexus.accounts.models import User
 from nexus.audit.models import AuditLog
-from nexus.infrastructure.queue import get_queues
-from nexus.jobs.worker import NexusSimpleWorker
 from nexus.libraries import media as media_services
 from nexus.libraries.models import Fragment, Media
 from tests.accounts_fixtures import PASSWORD, Tokens
 from tests.api.test_errors import assert_problem
 from tests.libraries.books import chapter, epub, replace_entry, zip_bomb
+from tests.libraries.helpers import API, library_of, post_article, post_file, run_jobs, texts
 
-API = "/api/v1"
 ARTICLE = (
     "<h1>On reading</h1><p>Read <em>slowly</em>.</p><script>alert(1)</script>"
     "<p onclick='x()'>Then read again.</p>"
 )
-
-
-@pytest.fixture
-def grace(make_user: Callable[..., User], login: Callable[..., Tokens]) -> Tokens:
-    make_user("grace@example.com")
-    return login("grace@example.com")
-
-
-@pytest.fixture
-def outsider(make_user: Callable[..., User], login: Callable[..., Tokens]) -> Tokens:
-    make_user("mallory@example.com")
-    return login("mallory@example.com")
-
-
-def run_jobs(app: Flask, redis: Redis) -> None:
-    """Every queued job, run by a real worker of this app, until the queues are empty."""
-    with app.app_context():
-        queues = get_queues().ordered
-    NexusSimpleWorker(queues, connection=redis, app=app).work(burst=True)
-
-
-def library_of(client: FlaskClient, who: Tokens, name: str | None = None) -> str:
-    """``who``'s default library, or a new one called ``name``."""
-    if name is None:
-        libraries = client.get(f"{API}/libraries", headers=who.headers).get_json()["data"]
-        return str(next(lib["id"] for lib in libraries if lib["is_default"]))
-    made = client.post(f"{API}/libraries", json={"name": name}, headers=who.headers)
-    return str(made.get_json()["data"]["id"])
-
-
-def post_article(client: FlaskClient, who: Tokens, library: str, **body: Any) -> Any:
-    return client.post(f"{API}/libraries/{library}/media", json=body, headers=who.headers)
-
-
-def post_file(
-    client: FlaskClient,
-    who: Tokens,
-    library: str,
-    name: str,
-    content: bytes,
-    **fields: str,
-) -> Any:
-    """A multipart upload, encoded here as a browser would.
-
-    (The test client would spool a body over 500 KB to a temporary file it
-    never closes.)
-    """
-    boundary = "nexus-test-boundary"
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
-        for key, value in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n".encode()
-        + content
-        + b"\r\n"
-    )
-    return client.post(
-        f"{API}/libraries/{library}/media",
-        data=b"".join(parts) + f"--{boundary}--\r\n".encode(),
-        headers=who.headers,
-        content_type=f"multipart/form-data; boundary={boundary}",
-    )
-
-
-def texts(client: FlaskClient, who: Tokens, media_id: str) -> list[str]:
-    """The media's fragments' text, every page of them, in order."""
-    found: list[str] = []
-    cursor = ""
-    while True:
-        body = client.get(
-            f"{API}/media/{media_id}/fragments?limit=2{cursor}", headers=who.headers
-        ).get_json()
-        found += [fragment["canonical_text"] for fragment in body["data"]]
-        if body["meta"]["next_cursor"] is None:
-            return found
-        cursor = f"&cursor={body['meta']['next_cursor']}"
 
 
 def test_an_article_is_accepted_ingested_by_the_job_and_read_in_order(

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
-from nexus.accounts.models import User
 from tests.accounts_fixtures import Tokens
 from tests.api.test_errors import assert_problem
+from tests.libraries.helpers import API, library_of, pages, post_article, post_file, run_jobs
 from tests.libraries.test_ingest import XSS, assert_inert
-from tests.libraries.test_media import API, library_of, post_article, post_file, run_jobs
-
-
-@pytest.fixture
-def outsider(make_user: Callable[..., User], login: Callable[..., Tokens]) -> Tokens:
-    make_user("mallory@example.com")
-    return login("mallory@example.com")
 
 
 def search(client: FlaskClient, who: Tokens, query: str) -> list[dict[str, object]]:
@@ -69,17 +61,10 @@ def test_pages_of_hits_hold_each_hit_once(
     post_article(client, member, library, title="Otters", text="\n\n".join(paragraphs))
     run_jobs(app, redis)
     seen: list[int] = []
-    cursor = ""
-    while True:
-        body = client.get(
-            f"{API}/search?q=otters&limit=5{cursor}", headers=member.headers
-        ).get_json()
-        seen += [hit["fragment_idx"] for hit in body["data"]]
-        ranks = [hit["rank"] for hit in body["data"]]
+    for page in pages(client, member, f"{API}/search?q=otters&limit=5"):
+        seen += [hit["fragment_idx"] for hit in page]
+        ranks = [hit["rank"] for hit in page]
         assert ranks == sorted(ranks, reverse=True)
-        if body["meta"]["next_cursor"] is None:
-            break
-        cursor = f"&cursor={body['meta']['next_cursor']}"
     assert sorted(seen) == list(range(23))
     # A cursor is bound to its query.
     first = client.get(f"{API}/search?q=otters&limit=5", headers=member.headers).get_json()
