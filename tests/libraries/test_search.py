@@ -11,6 +11,7 @@ from redis import Redis
 
 from tests.accounts_fixtures import Tokens
 from tests.api.test_errors import assert_problem
+from tests.libraries.books import epub
 from tests.libraries.helpers import API, library_of, pages, post_article, post_file, run_jobs
 from tests.libraries.test_ingest import XSS, assert_inert
 
@@ -88,11 +89,14 @@ def test_nothing_executable_reaches_a_snippet_or_a_fragment(
         title="x",
         html=f"<p>{marker}</p>{payload}<p>{marker} {payload}</p>",
     )
+    post_file(client, member, library, "x.html", f"<p>{marker}</p>{payload}".encode())
+    book = epub([("c1", f"<html><body><p>{marker}</p>{payload}</body></html>")])
+    post_file(client, member, library, "x.epub", book)
     post_file(client, member, library, "x.txt", f"{marker} {payload}".encode())
     post_file(client, member, library, "x.md", f"{marker}\n\n{payload}\n".encode())
     run_jobs(app, redis)
     hits = search(client, member, f"q={marker}")
-    assert hits
+    assert len({str(hit["media"]["id"]) for hit in hits}) == 5  # type: ignore[index]  # every upload
     for hit in hits:
         snippet = str(hit["snippet"])
         # Escaped text and <mark> only.
