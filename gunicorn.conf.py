@@ -34,8 +34,10 @@ limit_request_line = _int("GUNICORN_LIMIT_REQUEST_LINE", 8190)
 # (docs/reliability.md).
 max_requests = _int("GUNICORN_MAX_REQUESTS", 50_000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 5_000)
-# Trust X-Forwarded-* only from these proxies; loopback by default, never "*".
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+# gunicorn trusts no proxy's X-Forwarded-* itself: the app does, for as many
+# proxies as NEXUS_TRUSTED_PROXIES says (werkzeug's ProxyFix), the same under
+# every server, for the address as well as the scheme.
+forwarded_allow_ips = ""
 preload_app = False
 # Heartbeat files in memory: a container's overlay filesystem can stall them.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108

@@ -198,6 +198,11 @@ def make_settings(servers: Servers, database: str, **overrides: object) -> Setti
         "log_level": "INFO",
         # Cheap hashes keep the suite fast; tests of the cost set their own.
         "argon2_memory_kib": 8192,
+        # Every test comes from 127.0.0.1: limits and lockouts would trip on
+        # each other. Their own tests turn them on (tests/api/test_ratelimit.py,
+        # tests/accounts/test_lockout.py).
+        "rate_limits_enabled": False,
+        "login_lockout_failures": 0,
         **overrides,
     }
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

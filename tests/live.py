@@ -32,9 +32,18 @@ class LiveServer:
 
 @contextlib.contextmanager
 def live_server(
-    env: dict[str, str], tmp_path: Path, *, admin: tuple[str, str], worker: bool = False
+    env: dict[str, str],
+    tmp_path: Path,
+    *,
+    admin: tuple[str, str],
+    worker: bool = False,
+    rate_limits: bool = True,
 ) -> Iterator[LiveServer]:
-    """gunicorn (two processes) on ``env``'s database and Redis, with ``admin`` created."""
+    """gunicorn (two processes) on ``env``'s database and Redis, with ``admin`` created.
+
+    ``rate_limits=False`` for a client that sends more from one address than
+    any real one would (a fuzzer).
+    """
     port = free_port()
     env = {
         **env,
@@ -47,6 +56,7 @@ def live_server(
         "NEXUS_ARGON2_MEMORY_KIB": "8192",
         "NEXUS_HASH_WAIT_SECONDS": "10",
         "NEXUS_HASH_SLOTS_DIR": str(tmp_path / "hash-slots"),
+        "NEXUS_RATE_LIMITS_ENABLED": "true" if rate_limits else "false",
     }
     created = subprocess.run(
         [BIN / "flask", "--app", "nexus", "create-admin", admin[0]],

@@ -141,7 +141,9 @@ def test_routes_settings_errors_jobs_and_commands_come_from_the_domain(
     assert operation["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/GadgetIn"
     }
-    assert sorted(operation["responses"]) == ["201", "400", "401", "409", "413", "415", "503"]
+    assert sorted(operation["responses"]) == [
+        "201", "400", "401", "409", "413", "415", "429", "503",
+    ]  # fmt: skip
     conflict = operation["responses"]["409"]["content"]["application/problem+json"]
     assert conflict["schema"]["allOf"][1]["properties"]["code"] == {
         "enum": ["E_TEST_TOO_MANY_GADGETS"]

@@ -164,7 +164,7 @@ def test_dockerignore_keeps_local_state_out_of_the_build_context() -> None:
 
 def test_env_example_documents_the_packaging_variables() -> None:
     documented = (REPO_ROOT / ".env.example").read_text()
-    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "FORWARDED_ALLOW_IPS", "GUNICORN_BIND"):
+    for name in ("WEB_CONCURRENCY", "GUNICORN_THREADS", "NEXUS_TRUSTED_PROXIES", "GUNICORN_BIND"):
         assert name in documented
 
 

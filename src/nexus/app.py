@@ -3,9 +3,10 @@
 ``create_app()`` loads and validates the settings (the app's and every
 domain's, failing fast), configures logging before Flask exists, then wires
 extensions, request hooks, each domain (``nexus.domains``: its blueprints,
-jobs, commands, error codes, event subscribers and setup), error handlers
-and the core commands, in that order; last, the OpenAPI document of all
-their routes (``/openapi.json``, ``/docs``).
+jobs, commands, error codes, event subscribers and setup), error handlers,
+the core commands and the protections (proxies, security headers, CORS,
+rate limits), in that order; last, the OpenAPI document of all their routes
+(``/openapi.json``, ``/docs``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 from flask import Flask
 
 from nexus import cli
-from nexus.api import errors, health, openapi, problems, request_context
+from nexus.api import errors, health, openapi, problems, ratelimit, request_context, security
 from nexus.config import ConfigError, Settings, load_settings
 from nexus.domain import SETTINGS_KEY, Domain, load_domain_settings, subscribers_of
 from nexus.domains import DOMAINS
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None, domains: Sequence[Domain] = DOM
     register_domains(app, domains)
     register_errorhandlers(app, domains)
     register_commands(app)
+    register_protection(app, settings)
     register_api_document(app, domains)
     return app
 
@@ -108,6 +110,12 @@ def register_errorhandlers(app: Flask, domains: Sequence[Domain]) -> None:
 def register_commands(app: Flask) -> None:
     app.cli.add_command(cli.db_group)
     app.cli.add_command(cli.openapi_command)
+
+
+def register_protection(app: Flask, settings: Settings) -> None:
+    """After every route exists: rate limits wrap the views that name one."""
+    security.init_app(app, settings)
+    ratelimit.init_app(app, settings, app.extensions[redis_infra.EXTENSION_KEY])
 
 
 def register_api_document(app: Flask, domains: Sequence[Domain]) -> None:

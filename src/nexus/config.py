@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
+from limits import parse_many
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -63,6 +64,11 @@ SECRET_FIELDS = ("secret_key", "jwt_secret", "internal_secret")
 # Variables that may carry a password too, and so may also come from files.
 FILE_FIELDS = (*SECRET_FIELDS, "database_url", "migration_database_url", "redis_url")
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
 
 
 class Environment(enum.StrEnum):
@@ -225,6 +231,37 @@ class Settings(BaseSettings):
     # delete the cache entry at once).
     auth_cache_seconds: int = Field(default=30, ge=0, le=3600)
 
+    # Rate limits (nexus.api.ratelimit, docs/decisions/0031): "N/second",
+    # "N/minute", "N/hour" or "N/day", or several joined by ";". The API limit
+    # is per client (the user once signed in, else the address) across every
+    # /api route; the others are per address (login, registration, refresh)
+    # or per user (password change), on top of it.
+    rate_limits_enabled: bool = True
+    rate_limit_api: str = "300/minute"
+    rate_limit_login: str = "10/minute"
+    rate_limit_register: str = "20/hour"
+    rate_limit_refresh: str = "60/minute"
+    rate_limit_password_change: str = "5/minute"  # noqa: S105 - a rate, not a password
+    # Login lockout (nexus.accounts.lockout): this many failed logins for one
+    # account within the window lock its login for a cooling-off period that
+    # doubles each time, up to the maximum; 0 failures turns it off. An address
+    # the account signed in from within the last N days is never locked out.
+    login_lockout_failures: int = Field(default=5, ge=0, le=1000)
+    login_lockout_window_seconds: int = Field(default=300, ge=1, le=86_400)
+    login_lockout_seconds: int = Field(default=60, ge=1, le=86_400)
+    login_lockout_max_seconds: int = Field(default=3600, ge=1, le=7 * 86_400)
+    login_known_address_days: int = Field(default=30, ge=0, le=365)
+    # How many proxies in front of Nexus add X-Forwarded-For/-Proto: the
+    # client's address is taken that many hops back. 0: the headers are
+    # ignored, and the peer is the client.
+    trusted_proxies: int = Field(default=0, ge=0, le=10)
+    # Origins allowed to call the API from a browser (comma-separated, e.g.
+    # "https://app.example.com"); none by default.
+    cors_origins: str = ""
+    cors_allow_credentials: bool = False
+    # Strict-Transport-Security max-age when served over HTTPS; 0: not sent.
+    hsts_seconds: int = Field(default=0, ge=0, le=2 * 365 * 86_400)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -296,6 +333,47 @@ class Settings(BaseSettings):
         if len(raw.encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes in {env}")
         return value
+
+    @field_validator(
+        "rate_limit_api",
+        "rate_limit_login",
+        "rate_limit_register",
+        "rate_limit_refresh",
+        "rate_limit_password_change",
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        try:
+            if not parse_many(value):
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                'must be like "10/minute" (or several: "10/minute;100/hour")'
+            ) from None
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_cors_origins(cls, value: str) -> str:
+        for origin in _split(value):
+            if origin == "*":
+                continue
+            if not _ORIGIN.match(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://app.example.com")
+        return value
+
+    @field_validator("cors_allow_credentials")
+    @classmethod
+    def _no_wildcard_with_credentials(cls, value: bool, info: ValidationInfo) -> bool:
+        env = info.data.get("env")
+        origins = _split(info.data.get("cors_origins") or "")
+        if value and "*" in origins and env is not None and env.is_deployed:
+            raise ValueError(f'"*" origins with credentials are refused in {env}')
+        return value
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split(self.cors_origins)
 
     @field_validator("queue_high", "queue_default", "queue_low")
     @classmethod

@@ -197,7 +197,10 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    """The stack of one test module; its ``STACK_ENV`` (if any) changes the environment."""
     base = tmp_path_factory.mktemp("reliability")
     base.chmod(0o755)
     # Durable, as production is: with synchronous_commit off, kill -9 loses commits
@@ -227,6 +230,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "NEXUS_LOG_LEVEL": "WARNING",
             # Recovery within the test's patience.
             "NEXUS_ABANDONED_JOB_SECONDS": "6",
+            # Hundreds of clients from 127.0.0.1, and floods of wrong passwords
+            # for one account: what these tests measure is the stack under
+            # them, not the limits (tests/reliability/test_limits.py is).
+            "NEXUS_RATE_LIMITS_ENABLED": "false",
+            "NEXUS_LOGIN_LOCKOUT_FAILURES": "0",
+            **getattr(request.module, "STACK_ENV", {}),
         }
     )
     created = subprocess.run(

@@ -27,6 +27,7 @@ from flask import Flask, Response, current_app, g, request
 from flask_jwt_extended import JWTManager, current_user, get_jwt, verify_jwt_in_request
 
 from nexus.accounts.errors import E_AUTH_UNAVAILABLE
+from nexus.accounts.lockout import Lockout
 from nexus.accounts.passwords import PasswordHasher
 from nexus.accounts.tokens import CACHE_TIMEOUT_SECONDS, FamilyCache, FamilyState
 from nexus.api.contract import declare
@@ -45,6 +46,7 @@ HASHER_KEY = "nexus.password_hasher"
 # or nothing (neither Redis nor PostgreSQL) to check its revocation against.
 AUTH_CODES = (ErrorCode.E_UNAUTHENTICATED, E_AUTH_UNAVAILABLE)
 CACHE_KEY = "nexus.family_cache"
+LOCKOUT_KEY = "nexus.login_lockout"
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,12 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[HASHER_KEY] = PasswordHasher(settings)
     # Its own client: a cache must give up on a hung Redis in a fraction of
     # a second, where the app's client waits NEXUS_REDIS_SOCKET_TIMEOUT.
-    app.extensions[CACHE_KEY] = FamilyCache(
-        create_redis(settings, client_name="nexus-auth-cache", timeout=CACHE_TIMEOUT_SECONDS),
-        settings.auth_cache_seconds,
+    cache_redis = create_redis(
+        settings, client_name="nexus-auth-cache", timeout=CACHE_TIMEOUT_SECONDS
     )
+    app.extensions[CACHE_KEY] = FamilyCache(cache_redis, settings.auth_cache_seconds)
+    # The same quick-to-give-up client: a lock check must not hang a login.
+    app.extensions[LOCKOUT_KEY] = Lockout.from_settings(cache_redis, settings)
 
     @jwt.decode_key_loader
     def _key(_header: dict[str, Any], unverified: dict[str, Any]) -> str:
@@ -125,6 +129,11 @@ def _family_state(claims: dict[str, Any]) -> FamilyState | None:
 def password_hasher() -> PasswordHasher:
     hasher: PasswordHasher = current_app.extensions[HASHER_KEY]
     return hasher
+
+
+def lockout() -> Lockout:
+    found: Lockout = current_app.extensions[LOCKOUT_KEY]
+    return found
 
 
 def family_cache() -> FamilyCache:

@@ -24,8 +24,10 @@ from nexus.api.contract import responds
 from nexus.api.envelope import data
 from nexus.api.errors import ApiError, ErrorCode
 from nexus.api.pagination import keyset_page
+from nexus.api.ratelimit import rate_limit
 from nexus.api.validation import validate
 from nexus.audit import services as audit
+from nexus.audit.services import AuditContext
 from nexus.config import current_settings
 from nexus.infrastructure.database import get_database, get_session, transaction
 
@@ -47,6 +49,7 @@ def _tokens(pair: tokens.TokenPair) -> Response:
         "DeleteUser": ("admin_users.delete_user", {"user_id": "$response.body#/data/id"}),
     },
 )
+@rate_limit("register", per="address")
 @validate(body=RegisterIn)
 def register(body: RegisterIn) -> Response:
     """Create a member account.
@@ -68,6 +71,7 @@ def register(body: RegisterIn) -> Response:
 
 @bp.post("/login")
 @responds(200, TokensOut, codes=(ErrorCode.E_UNAUTHENTICATED, E_AUTH_UNAVAILABLE))
+@rate_limit("login", per="address")
 @validate(body=LoginIn)
 def login(body: LoginIn) -> Response:
     """Sign in: an access token and a refresh token.
@@ -75,12 +79,20 @@ def login(body: LoginIn) -> Response:
     A wrong address and a wrong password give the same 401."""
     session = get_session()
     context = auth.audit_context()
+    settings = current_settings()
     with transaction(session):
-        user = services.authenticate(
-            session=session, hasher=auth.password_hasher(), email=body.email, password=body.password
+        attempt = services.authenticate(
+            session=session,
+            hasher=auth.password_hasher(),
+            email=body.email,
+            password=body.password,
+            lockout=auth.lockout(),
+            address=context.ip,
+            known_address_days=settings.login_known_address_days,
         )
+        user = attempt.user
         if user is not None:
-            pair = tokens.open_family(session=session, user=user, settings=current_settings())
+            pair = tokens.open_family(session=session, user=user, settings=settings)
             audit.record(
                 session=session,
                 context=context.as_actor(user.id, user.role),
@@ -89,18 +101,33 @@ def login(body: LoginIn) -> Response:
                 target_id=user.id,
             )
     if user is None:
-        audit.record_failure(
-            sessions=get_database().sessionmaker,
-            context=context,
-            action="auth.login",
-            meta={"email_domain": services.email_domain(body.email)},
-        )
+        _audit_failed_login(context, body.email, attempt)
         raise ApiError(ErrorCode.E_UNAUTHENTICATED, "The e-mail address or password is wrong.")
     return _tokens(pair)
 
 
+def _audit_failed_login(context: AuditContext, email: str, attempt: services.LoginAttempt) -> None:
+    """The failure (and a lock it started): for the operator, never for the client."""
+    sessions = get_database().sessionmaker
+    meta: dict[str, object] = {"email_domain": services.email_domain(email)}
+    if attempt.refused_by_lock:
+        meta["locked"] = True
+    target_type = "user" if attempt.account_id else None
+    audit.record_failure(
+        sessions=sessions, context=context, action="auth.login", meta=meta,
+        target_type=target_type, target_id=attempt.account_id,
+    )  # fmt: skip
+    if attempt.lock_seconds is not None:
+        audit.record_failure(
+            sessions=sessions, context=context, action="auth.lockout",
+            meta={"seconds": attempt.lock_seconds},
+            target_type=target_type, target_id=attempt.account_id,
+        )  # fmt: skip
+
+
 @bp.post("/refresh")
 @responds(200, TokensOut)
+@rate_limit("refresh", per="address")
 @auth.require_refresh
 def refresh() -> Response:
     """Exchange the refresh token (as the bearer) for a new pair.
@@ -175,6 +202,7 @@ def me() -> Response:
 
 @bp.post("/password")
 @responds(204)
+@rate_limit("password_change", per="user")
 @auth.require_auth
 @validate(body=PasswordChangeIn)
 def change_password(body: PasswordChangeIn) -> Response:

@@ -9,6 +9,7 @@ client can fix, and never touch the request.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from nexus.accounts import emails, tokens
 from nexus.accounts.errors import EmailTaken, LastAdmin, RegistrationClosed, UserNotFound
 from nexus.accounts.events import UserCreated
+from nexus.accounts.lockout import Lockout
 from nexus.accounts.models import Invite, Role, User
 from nexus.accounts.passwords import PasswordHasher, policy_problems
 from nexus.audit import services as audit
@@ -140,23 +142,67 @@ def create_invite(*, session: Session, hours: int, context: AuditContext) -> tup
     return code, invite.expires_at
 
 
-def authenticate(
-    *, session: Session, hasher: PasswordHasher, email: str, password: str
-) -> User | None:
-    """The active user with this e-mail and password, or ``None``.
+@dataclass(frozen=True)
+class LoginAttempt:
+    """How a login went: the user signed in, or why not (never told to the client)."""
 
-    An unknown address, a wrong password and an inactive account cost the
-    same Argon2 verification and give the same ``None``.
+    user: User | None
+    account_id: uuid.UUID | None = None  # the account a failure was against
+    refused_by_lock: bool = False
+    lock_seconds: int | None = None  # this failure locked the account for so long
+
+
+def authenticate(
+    *,
+    session: Session,
+    hasher: PasswordHasher,
+    email: str,
+    password: str,
+    lockout: Lockout,
+    address: str | None,
+    known_address_days: int,
+) -> LoginAttempt:
+    """Sign in the active user with this e-mail and password, if the lockout allows.
+
+    An unknown address, a wrong password, an inactive account and a locked
+    one cost the same Argon2 verification and fail alike. A locked account
+    still signs in from an address it signed in from lately.
     """
     with hasher.slot():
         user = find_by_email(session, email)
+        if (
+            user is not None
+            and lockout.locked(user.id)
+            and not _known_address(session, user.id, address, known_address_days)
+        ):
+            hasher.verify(None, password)
+            return LoginAttempt(None, user.id, refused_by_lock=True)
         matches = hasher.verify(user.password_hash if user else None, password)
         if user is None or not matches or not user.is_active:
-            return None
+            if user is None:
+                return LoginAttempt(None)
+            return LoginAttempt(None, user.id, lock_seconds=lockout.failed(user.id))
         if hasher.needs_rehash(user.password_hash):
             user.password_hash = hasher.hash(password)
     user.last_login_at = _now()
-    return user
+    lockout.succeeded(user.id)
+    return LoginAttempt(user, user.id)
+
+
+def _known_address(session: Session, user_id: uuid.UUID, address: str | None, days: int) -> bool:
+    if not address or not days:
+        return False
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:  # a unix socket's peer, say: no address to know
+        return False
+    return audit.succeeded_from(
+        session,
+        actor_id=user_id,
+        action="auth.login",
+        address=address,
+        since=_now() - timedelta(days=days),
+    )
 
 
 def email_domain(email: str) -> str:

@@ -288,6 +288,8 @@ def _responses(
         codes.append(ErrorCode.E_NOT_FOUND)
     if contract.outage:
         codes.append(ErrorCode.E_UNAVAILABLE)
+    if rule.rule.startswith("/api/"):  # every API request counts against its client's limit
+        codes.append(ErrorCode.E_RATE_LIMITED)
     by_status: dict[int, list[ErrorCode]] = {}
     for code in codes:
         named = by_status.setdefault(code.status, [])

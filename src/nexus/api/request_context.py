@@ -8,8 +8,8 @@ Every request gets a ``request_id`` — the client's ``X-Request-ID`` when it is
 well formed, else a new UUID — bound into the log context (so every line the
 request logs carries it), stored on ``g`` (problem documents quote it) and
 echoed in the response. After the response is built, exactly one access line
-is logged: method, route, path, status, duration_ms and the user id when one
-is known (``g.user_id``, set by authentication).
+is logged: method, route, path, status, duration_ms, the client's address
+and the user id when one is known (``g.user_id``, set by authentication).
 """
 
 from __future__ import annotations
@@ -80,6 +80,8 @@ def _finish_request(response: Response) -> Response:
         "path": request.path,
         "status": response.status_code,
         "duration_ms": duration_ms,
+        # The address the audit log and the rate limiter see too (ProxyFix).
+        "client": request.remote_addr,
     }
     user_id = context.user_id()
     if user_id is not None:

@@ -129,6 +129,24 @@ class AuditFilter:
 ENTRIES_KEYSET = Keyset((AuditLog.id,), descending=True)
 
 
+def succeeded_from(
+    session: Session, *, actor_id: uuid.UUID, action: str, address: str, since: datetime
+) -> bool:
+    """Whether ``actor_id`` did ``action`` successfully from ``address`` since ``since``."""
+    found = session.scalar(
+        select(AuditLog.id)
+        .where(
+            AuditLog.actor_id == actor_id,
+            AuditLog.occurred_at >= since,
+            AuditLog.action == action,
+            AuditLog.status == "success",
+            AuditLog.ip == address,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def list_entries(
     *, session: Session, filters: AuditFilter, after: tuple[Any, ...] | None, limit: int
 ) -> list[AuditLog]:

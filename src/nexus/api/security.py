@@ -1,0 +1,77 @@
+"""The HTTP edge: who the client is behind proxies, security headers, CORS.
+
+- **Client address.** With ``NEXUS_TRUSTED_PROXIES=N`` (N proxies in front
+  of Nexus, each adding to ``X-Forwarded-For``), werkzeug's ``ProxyFix``
+  takes the client's address N hops back and the scheme from
+  ``X-Forwarded-Proto``, under gunicorn and the development server alike;
+  ``request.remote_addr`` is then that address everywhere — the access
+  log, the audit log and the rate limiter. 0 (the default): the headers
+  are ignored and the peer is the client.
+- **Headers** on every response, errors and 404s included: ``nosniff``, no
+  referrer, no framing (``frame-ancestors`` and ``X-Frame-Options``), a
+  Content-Security-Policy that lets a JSON answer do nothing (pages set
+  their own; ``/docs`` gets one Swagger UI works under), ``Cache-Control:
+  no-store`` on every answer to a request that carries credentials or asks
+  for them (RFC 6749 §5.1 for tokens; personal data alike), and HSTS when
+  ``NEXUS_HSTS_SECONDS`` is set.
+- **CORS** for ``/api/*`` from the ``NEXUS_CORS_ORIGINS`` allowlist only
+  (flask-cors); none by default, so browsers on other origins are refused.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from nexus.config import Settings
+
+JSON_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# Swagger UI's page starts itself with an inline script and inline styles.
+DOCS_POLICY = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "form-action 'none'"
+)
+# Answers to these carry tokens or the caller's own data even without a bearer.
+_CREDENTIAL_PATHS = ("/api/v1/auth/",)
+EXPOSED_HEADERS = [
+    "X-Request-ID",
+    "Retry-After",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+]
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    if settings.trusted_proxies:
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    origins = settings.cors_origin_list
+    if origins:
+        CORS(
+            app,
+            resources={r"/api/*": {"origins": origins}},
+            supports_credentials=settings.cors_allow_credentials,
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=EXPOSED_HEADERS,
+            max_age=600,
+        )
+    hsts = f"max-age={settings.hsts_seconds}; includeSubDomains" if settings.hsts_seconds else None
+
+    @app.after_request
+    def _security_headers(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("X-Frame-Options", "DENY")
+        if "Content-Security-Policy" not in headers:
+            docs = request.path == "/docs" or request.path.startswith("/docs/")
+            headers["Content-Security-Policy"] = DOCS_POLICY if docs else JSON_POLICY
+        if "Authorization" in request.headers or request.path.startswith(_CREDENTIAL_PATHS):
+            headers["Cache-Control"] = "no-store"
+            headers["Pragma"] = "no-cache"
+        if hsts is not None:
+            headers.setdefault("Strict-Transport-Security", hsts)
+        return response
