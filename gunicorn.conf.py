@@ -7,6 +7,8 @@ command, and ``make serve``). The app is built in each worker after fork
 
 import multiprocessing
 import os
+import shutil
+import tempfile
 
 
 def _int(name: str, default: int) -> int:
@@ -51,3 +53,28 @@ proc_name = "nexus-web"
 # image's user does not have; the image sets /tmp/gunicorn.ctl.
 if control_socket_path := os.environ.get("GUNICORN_CONTROL_SOCKET"):
     control_socket = control_socket_path
+
+# Prometheus metrics from every worker process add up (prometheus-client's
+# multiprocess mode): each worker writes its counts to files in this
+# directory, which must be set before any worker imports the app. One
+# directory per server, emptied when it starts; an exiting worker's live
+# gauges are dropped, its counts kept (nexus.infrastructure.metrics).
+metrics_dir = os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    os.path.join(tempfile.gettempdir(), f"nexus-metrics-{os.getpid()}"),
+)
+
+
+def on_starting(_server: object) -> None:
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    os.makedirs(metrics_dir, mode=0o700, exist_ok=True)
+
+
+def child_exit(_server: object, worker: object) -> None:
+    from prometheus_client import multiprocess  # noqa: PLC0415 - the master imports no app code
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(_server: object) -> None:
+    shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -54,6 +54,10 @@ def dispose(app: Flask) -> None:
     # Redis.close() leaves a pool it was handed open; disconnect it explicitly.
     app.extensions["nexus.redis"].connection_pool.disconnect()
     app.extensions["nexus.family_cache"].redis.connection_pool.disconnect()
+    for collector in app.extensions.get("nexus.metrics_collectors", []):
+        redis = getattr(collector, "redis", None)
+        if redis is not None:
+            redis.connection_pool.disconnect()
 
 
 def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

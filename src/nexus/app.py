@@ -17,11 +17,21 @@ from collections.abc import Sequence
 from flask import Flask
 
 from nexus import cli
-from nexus.api import errors, health, openapi, problems, ratelimit, request_context, security
+from nexus.api import (
+    errors,
+    health,
+    metrics,
+    openapi,
+    problems,
+    ratelimit,
+    request_context,
+    security,
+)
 from nexus.config import ConfigError, Settings, load_settings
 from nexus.domain import SETTINGS_KEY, Domain, load_domain_settings, subscribers_of
 from nexus.domains import DOMAINS
 from nexus.infrastructure import events, queue
+from nexus.infrastructure import metrics as metrics_infra
 from nexus.infrastructure import redis as redis_infra
 from nexus.infrastructure.database import Database, create_db_engine
 from nexus.infrastructure.logging import configure_logging
@@ -75,6 +85,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     redis_infra.init_app(app, redis)
     queue.init_app(app, queue.create_queues(redis, settings))
     app.extensions[health.EXTENSION_KEY] = health.create_health_check(settings, redis)
+    quick = redis_infra.create_redis(settings, client_name="nexus-metrics", timeout=0.5)
+    metrics_infra.add_collector(app, metrics_infra.RedisUp(quick))
 
 
 def register_request_hooks(app: Flask) -> None:
@@ -82,9 +94,10 @@ def register_request_hooks(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    """The ops endpoints and the error catalogue; domains bring the rest."""
+    """The ops endpoints (health, metrics) and the error catalogue; domains bring the rest."""
     app.register_blueprint(health.bp)
     app.register_blueprint(problems.bp, url_prefix=API_PREFIX)
+    metrics.init_app(app)
 
 
 def register_domains(app: Flask, domains: Sequence[Domain]) -> None:

@@ -210,6 +210,11 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    # A worker serves its own /metrics on this port (0: not served), bound to
+    # this address: Prometheus scrapes each worker there.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65_535)
+    worker_metrics_address: str = "127.0.0.1"
+
     registration_mode: Literal["open", "invite", "closed"] = "open"
     invite_hours: int = Field(default=72, ge=1, le=24 * 90)
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)

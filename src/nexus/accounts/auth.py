@@ -35,7 +35,7 @@ from nexus.api.errors import ApiError, ErrorCode, problem
 from nexus.audit import services as audit_services
 from nexus.audit.services import AuditContext
 from nexus.config import Settings
-from nexus.infrastructure import context
+from nexus.infrastructure import context, metrics
 from nexus.infrastructure.database import get_database, get_session
 from nexus.infrastructure.redis import create_redis
 
@@ -107,14 +107,20 @@ def init_app(app: Flask, settings: Settings) -> None:
             return None
         return CurrentUser(uuid.UUID(state.user_id), state.role, uuid.UUID(claims["fam"]))
 
-    # Every failure, one answer: which check failed is not the client's business.
-    jwt.unauthorized_loader(lambda _reason: _unauthenticated())
-    jwt.invalid_token_loader(lambda _reason: _unauthenticated("The token is not valid."))
-    jwt.expired_token_loader(lambda _h, _c: _unauthenticated("The token has expired."))
-    jwt.revoked_token_loader(lambda _h, _c: _unauthenticated("The token has been revoked."))
-    jwt.user_lookup_error_loader(lambda _h, _c: _unauthenticated("The token has been revoked."))
-    jwt.needs_fresh_token_loader(lambda _h, _c: _unauthenticated())
-    jwt.token_verification_failed_loader(lambda _h, _c: _unauthenticated())
+    # Every failure, one answer: which check failed is not the client's
+    # business (the operator's metric says it).
+    jwt.unauthorized_loader(lambda _reason: _refused("missing"))
+    jwt.invalid_token_loader(lambda _reason: _refused("invalid", "The token is not valid."))
+    jwt.expired_token_loader(lambda _h, _c: _refused("expired", "The token has expired."))
+    jwt.revoked_token_loader(lambda _h, _c: _refused("revoked", "The token has been revoked."))
+    jwt.user_lookup_error_loader(lambda _h, _c: _refused("revoked", "The token has been revoked."))
+    jwt.needs_fresh_token_loader(lambda _h, _c: _refused("invalid"))
+    jwt.token_verification_failed_loader(lambda _h, _c: _refused("invalid"))
+
+
+def _refused(reason: str, detail: str | None = None) -> Response:
+    metrics.TOKEN_REFUSALS.labels(reason=reason).inc()
+    return _unauthenticated(detail) if detail else _unauthenticated()
 
 
 def _family_state(claims: dict[str, Any]) -> FamilyState | None:

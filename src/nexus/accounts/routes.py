@@ -29,6 +29,7 @@ from nexus.api.validation import validate
 from nexus.audit import services as audit
 from nexus.audit.services import AuditContext
 from nexus.config import current_settings
+from nexus.infrastructure import metrics
 from nexus.infrastructure.database import get_database, get_session, transaction
 
 bp = Blueprint("auth", __name__)
@@ -100,6 +101,9 @@ def login(body: LoginIn) -> Response:
                 target_type="user",
                 target_id=user.id,
             )
+    metrics.LOGINS.labels(
+        result="success" if user else "locked" if attempt.refused_by_lock else "failure"
+    ).inc()
     if user is None:
         _audit_failed_login(context, body.email, attempt)
         raise ApiError(ErrorCode.E_UNAUTHENTICATED, "The e-mail address or password is wrong.")

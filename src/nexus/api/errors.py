@@ -29,7 +29,7 @@ from nexus.errors import (
     Unauthenticated,
     Unavailable,
 )
-from nexus.infrastructure import context
+from nexus.infrastructure import context, metrics
 from nexus.infrastructure.logging import get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -224,6 +224,7 @@ def problem(
     }
     if errors is not None:
         body["errors"] = errors
+    metrics.PROBLEMS.labels(code=code.name).inc()
     response = cast(Response, current_app.json.response(body))
     response.status_code = body["status"]
     response.mimetype = PROBLEM_JSON

@@ -34,6 +34,7 @@ from redis import Redis
 from nexus.api.contract import declare
 from nexus.api.errors import ErrorCode
 from nexus.config import Settings
+from nexus.infrastructure import metrics
 from nexus.infrastructure.logging import get_logger
 
 EXTENSION_KEY = "nexus.limiter"
@@ -106,6 +107,7 @@ class _FailOpen(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "Swallowing error" in record.getMessage():
+            metrics.RATE_LIMIT_FAIL_OPEN.inc()
             exc = record.exc_info[1] if record.exc_info else None
             log.warning("ratelimit.storage_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
             return False
@@ -160,6 +162,8 @@ def _rate_limit_headers(response: Response) -> Response:
         response.headers["RateLimit-Reset"] = str(reset_in)
         if response.status_code == 429:
             response.headers["Retry-After"] = str(max(1, reset_in))
+            rule = request.url_rule
+            metrics.RATE_LIMITED.labels(route=rule.rule if rule else "<unmatched>").inc()
     except Exception as exc:  # Redis went away between the check and now: no headers
         log.warning("ratelimit.headers_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
     return response

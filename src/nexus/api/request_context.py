@@ -25,7 +25,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from nexus.config import current_settings
-from nexus.infrastructure import context
+from nexus.infrastructure import context, metrics
 from nexus.infrastructure.logging import get_logger
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -57,6 +57,8 @@ def _begin_request() -> None:
     request_id = offered if _WELL_FORMED_REQUEST_ID.match(offered) else str(uuid.uuid4())
     context.bind(request_id=request_id)
     g.request_started = time.perf_counter()
+    metrics.HTTP_IN_FLIGHT.inc()
+    g.in_flight = True
     structlog.contextvars.bind_contextvars(request_id=request_id)
     # Refuse an oversized body before any view reads it, whether or not the
     # view would have; werkzeug enforces the same limit on chunked bodies.
@@ -72,8 +74,15 @@ def _finish_request(response: Response) -> Response:
     if request_id is not None:
         response.headers[REQUEST_ID_HEADER] = request_id
     started = g.get("request_started")
-    duration_ms = round((time.perf_counter() - started) * 1000, 2) if started else None
+    elapsed = time.perf_counter() - started if started else None
+    duration_ms = round(elapsed * 1000, 2) if elapsed is not None else None
     rule = request.url_rule
+    # The route's template, never the raw path: label values stay bounded.
+    route = rule.rule if rule is not None else "<unmatched>"
+    method = metrics.method_label(request.method)
+    metrics.HTTP_REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
+    if elapsed is not None:
+        metrics.HTTP_LATENCY.labels(route=route, method=method).observe(elapsed)
     fields = {
         "method": request.method,
         "route": rule.rule if rule is not None else None,
@@ -91,6 +100,8 @@ def _finish_request(response: Response) -> Response:
 
 
 def _end_request(_exc: BaseException | None) -> None:
+    if g.pop("in_flight", False):
+        metrics.HTTP_IN_FLIGHT.dec()
     structlog.contextvars.clear_contextvars()
 
 

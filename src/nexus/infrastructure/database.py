@@ -18,10 +18,11 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import DateTime, Engine, MetaData, QueuePool, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 from nexus.config import Settings
+from nexus.infrastructure import metrics
 from nexus.infrastructure.logging import get_logger
 
 EXTENSION_KEY = "nexus.database"
@@ -67,7 +68,29 @@ def create_db_engine(settings: Settings, *, application_name: str = "nexus") -> 
         },
     )
     _dispose_in_forked_children(engine)
+    _count_connections(engine)
     return engine
+
+
+def _count_connections(engine: Engine) -> None:
+    """The pool's gauges: connections in use, its size, its overflow."""
+    pool = engine.pool
+    size = pool.size() if isinstance(pool, QueuePool) else 0
+    metrics.DB_POOL_SIZE.inc(size)
+
+    def _overflow() -> None:
+        if isinstance(pool, QueuePool):
+            metrics.DB_POOL_OVERFLOW.set(max(0, pool.overflow()))
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(*_args: object) -> None:
+        metrics.DB_POOL_CHECKED_OUT.inc()
+        _overflow()
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(*_args: object) -> None:
+        metrics.DB_POOL_CHECKED_OUT.dec()
+        _overflow()
 
 
 def _dispose_in_forked_children(engine: Engine) -> None:

@@ -20,6 +20,7 @@ from types import FrameType
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from prometheus_client import start_http_server
 from redis.exceptions import RedisError
 from rq import Worker
 from rq.exceptions import StopRequested
@@ -27,6 +28,7 @@ from rq.exceptions import StopRequested
 from nexus.audit import services as audit
 from nexus.audit.services import AuditContext
 from nexus.config import current_settings
+from nexus.infrastructure import metrics
 from nexus.infrastructure.database import get_database, get_session, transaction
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import get_queues
@@ -66,6 +68,19 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
     # outlast its blocking dequeue, which the app's commands should not inherit.
     connection = create_redis(settings, client_name="nexus-worker")
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if settings.worker_metrics_port and not burst:
+        # Job metrics are counted in this process (not in the one forked per
+        # job), and served from it for Prometheus to scrape.
+        start_http_server(
+            settings.worker_metrics_port,
+            addr=settings.worker_metrics_address,
+            registry=metrics.process_registry(),
+        )
+        log.info(
+            "worker.metrics_serving",
+            address=settings.worker_metrics_address,
+            port=settings.worker_metrics_port,
+        )
     try:
         for run in itertools.count():
             worker = None

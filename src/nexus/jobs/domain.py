@@ -6,8 +6,16 @@ every domain uses; this declares only what it adds to the app.
 
 from __future__ import annotations
 
+from flask import Flask
+
 from nexus.domain import Domain
-from nexus.jobs import canary, cli, maintenance, models, pages, routes
+from nexus.jobs import canary, cli, maintenance, metrics, models, pages, routes
+
+
+def _init_app(app: Flask) -> None:
+    pages.init_app(app)  # the /admin/jobs page, outside /api/v1
+    metrics.init_app(app)  # queue depths and workers at each /metrics scrape
+
 
 domain = Domain(
     name="jobs",
@@ -15,5 +23,5 @@ domain = Domain(
     job_modules=(canary, maintenance),
     commands=(cli.worker_command, cli.worker_health_command, cli.jobs_group),
     models=(models,),
-    init_app=pages.init_app,  # the /admin/jobs page, outside /api/v1
+    init_app=_init_app,
 )

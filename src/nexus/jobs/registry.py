@@ -129,6 +129,14 @@ def import_paths() -> frozenset[str]:
     return frozenset(job_type.import_path for job_type in _REGISTRY.values())
 
 
+def name_of(import_path: str) -> str:
+    """The registered name of the job type running ``import_path`` (for labels), else ``other``."""
+    for job_type in _REGISTRY.values():
+        if job_type.import_path == import_path:
+            return job_type.name
+    return "other"
+
+
 def names() -> list[str]:
     return sorted(_REGISTRY)
 

@@ -44,6 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nexus.config import current_settings
+from nexus.infrastructure import metrics
 from nexus.infrastructure.database import get_database
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import SERIALIZER, Queues, get_queues
@@ -215,7 +216,9 @@ def recover_abandoned(
                 log.warning("jobs.settled_from_rq", job_id=str(job_id), attempt=attempt)
                 continue
             outcome = services.abandon(row, redis=redis, retry_wait=_retry_wait(row))
+            job_name = row.name
         abandoned += 1
+        metrics.JOBS_ABANDONED.labels(job=job_name).inc()
         log.warning(
             "jobs.abandoned", job_id=str(job_id), attempt=attempt, outcome=str(outcome.value)
         )

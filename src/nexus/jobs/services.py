@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nexus.errors import Conflict, NotFound
-from nexus.infrastructure import context
+from nexus.infrastructure import context, metrics
 from nexus.infrastructure.database import after_commit, get_database
 from nexus.infrastructure.keyset import Keyset
 from nexus.infrastructure.logging import get_logger
@@ -177,6 +177,7 @@ def enqueue_or_find(
         raise JobStateError(f"could not enqueue {name}: its key keeps changing hands")
     job_id: uuid.UUID = new_id
     after_commit(session, lambda: deliver(job_id, queues=queues, sessions=sessions))
+    after_commit(session, metrics.JOBS_ENQUEUED.labels(job=name).inc)
     row = session.get(Job, job_id)
     assert row is not None  # noqa: S101 - inserted just above, same transaction
     return row, True

@@ -63,7 +63,7 @@ from rq.worker.base import BaseWorker
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from nexus.infrastructure import context
+from nexus.infrastructure import context, metrics
 from nexus.infrastructure.database import get_database
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import SERIALIZER
@@ -204,7 +204,19 @@ class _AppWorkerMixin(BaseWorker):
             self._refuse(job, queue, "it has no jobs row: it was not enqueued through Nexus")
             return
         self._attempt = attempt.number
-        super().execute_job(job, queue)
+        if attempt.number is None:  # the ping: no row, no metrics
+            super().execute_job(job, queue)
+            return
+        # Counted here, in the worker, not in the process it forks for the
+        # job: that one's counts would die with it.
+        name = registry.name_of(job.func_name)
+        metrics.JOBS_STARTED.labels(job=name).inc()
+        started = time.monotonic()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            metrics.JOB_DURATION.labels(job=name).observe(time.monotonic() - started)
+            _count_outcome(job, name)
 
     def _refuse(self, job: Job, queue: Queue, reason: str) -> None:
         """Fail the job without importing or running anything, visibly."""
@@ -334,6 +346,20 @@ class _AppWorkerMixin(BaseWorker):
         except SQLAlchemyError as exc:
             log.error("jobs.record_failed", error=str(exc))
             return None
+
+
+def _count_outcome(job: Job, name: str) -> None:
+    """How the attempt ended, as RQ recorded it (the parent process's view)."""
+    try:
+        status = job.get_status(refresh=True)
+    except (RedisError, InvalidJobOperation):
+        return  # the reconciler settles the row; the metric misses one attempt
+    if status == RQJobStatus.FINISHED:
+        metrics.JOBS_FINISHED.labels(job=name).inc()
+    elif status == RQJobStatus.FAILED:
+        metrics.JOBS_FAILED.labels(job=name).inc()
+    elif status in (RQJobStatus.SCHEDULED, RQJobStatus.QUEUED, RQJobStatus.DEFERRED):
+        metrics.JOBS_RETRIED.labels(job=name).inc()
 
 
 class NexusScheduler(RQScheduler):
