@@ -4,8 +4,8 @@
 domain's, failing fast), configures logging before Flask exists, then wires
 extensions, request hooks, each domain (``nexus.domains``: its blueprints,
 jobs, commands, error codes, event subscribers and setup), error handlers,
-the core commands and the protections (proxies, security headers, CORS,
-rate limits), in that order; last, the OpenAPI document of all their routes
+the core commands, the protections (proxies, security headers, CORS,
+rate limits) and tracing, in that order; last, the OpenAPI document of all their routes
 (``/openapi.json``, ``/docs``).
 """
 
@@ -30,7 +30,7 @@ from nexus.api import (
 from nexus.config import ConfigError, Settings, load_settings
 from nexus.domain import SETTINGS_KEY, Domain, load_domain_settings, subscribers_of
 from nexus.domains import DOMAINS
-from nexus.infrastructure import events, queue
+from nexus.infrastructure import events, queue, tracing
 from nexus.infrastructure import metrics as metrics_infra
 from nexus.infrastructure import redis as redis_infra
 from nexus.infrastructure.database import Database, create_db_engine
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, domains: Sequence[Domain] = DOM
     register_errorhandlers(app, domains)
     register_commands(app)
     register_protection(app, settings)
+    register_observability(app)
     register_api_document(app, domains)
     return app
 
@@ -129,6 +130,11 @@ def register_protection(app: Flask, settings: Settings) -> None:
     """After every route exists: rate limits wrap the views that name one."""
     security.init_app(app, settings)
     ratelimit.init_app(app, settings, app.extensions[redis_infra.EXTENSION_KEY])
+
+
+def register_observability(app: Flask) -> None:
+    """Traces, when an OTLP endpoint is configured (metrics are counted where they happen)."""
+    tracing.init_app(app)
 
 
 def register_api_document(app: Flask, domains: Sequence[Domain]) -> None:

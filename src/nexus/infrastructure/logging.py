@@ -14,7 +14,7 @@ import functools
 import logging
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -120,9 +120,28 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+# Set by nexus.infrastructure.tracing when it is on: then every line says
+# which trace and span it belongs to.
+_trace_ids: Callable[[], tuple[str, str] | None] | None = None
+
+
+def log_trace_ids(source: Callable[[], tuple[str, str] | None] | None) -> None:
+    """Add ``trace_id`` and ``span_id`` from ``source`` to every line (``None``: stop)."""
+    global _trace_ids  # noqa: PLW0603 - one switch per process
+    _trace_ids = source
+
+
+def add_trace_ids(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    if _trace_ids is not None and (ids := _trace_ids()) is not None:
+        event_dict.setdefault("trace_id", ids[0])
+        event_dict.setdefault("span_id", ids[1])
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.stdlib.ExtraAdder(),

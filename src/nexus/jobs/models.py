@@ -82,6 +82,9 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     enqueued_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     request_id: Mapped[str | None] = mapped_column(Text)
+    # The W3C traceparent of the span that enqueued it (tracing on), for the
+    # job's spans to join that trace.
+    trace_parent: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]

@@ -37,7 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from nexus.errors import Conflict, NotFound
-from nexus.infrastructure import context, metrics
+from nexus.infrastructure import context, metrics, tracing
 from nexus.infrastructure.database import after_commit, get_database
 from nexus.infrastructure.keyset import Keyset
 from nexus.infrastructure.logging import get_logger
@@ -160,6 +160,7 @@ def enqueue_or_find(
         "run_at": _now() + delay if delay else None,
         "dedupe_key": dedupe_key,
         "unique_key": unique_key,
+        "trace_parent": tracing.current_traceparent(),
     }
     # The existing job may end between our insert and our look-up; then the
     # insert is tried again (a unique key is only held by active jobs).
@@ -279,6 +280,7 @@ class Attempt:
     run: bool
     number: int | None = None  # None: an RQ job without a row (ping), not counted
     status: str | None = None  # why not, when ``run`` is false
+    trace_parent: str | None = None  # the enqueuing span, for the job's spans to join
 
 
 def start_attempt(session: Session, job_id: str, *, worker: str) -> Attempt:
@@ -291,7 +293,7 @@ def start_attempt(session: Session, job_id: str, *, worker: str) -> Attempt:
     row_id = _uuid(job_id)
     if row_id is None:
         return Attempt(run=True)
-    number = session.scalar(
+    started = session.execute(
         update(Job)
         .where(
             Job.id == row_id,
@@ -304,10 +306,10 @@ def start_attempt(session: Session, job_id: str, *, worker: str) -> Attempt:
             worker=worker,
             attempts=Job.attempts + 1,
         )
-        .returning(Job.attempts)
-    )
-    if number is not None:
-        return Attempt(run=True, number=number)
+        .returning(Job.attempts, Job.trace_parent)
+    ).first()
+    if started is not None:
+        return Attempt(run=True, number=started[0], trace_parent=started[1])
     status = session.scalar(select(Job.status).where(Job.id == row_id))
     return Attempt(run=status is None, status=status)
 

@@ -63,7 +63,7 @@ from rq.worker.base import BaseWorker
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from nexus.infrastructure import context, metrics
+from nexus.infrastructure import context, metrics, tracing
 from nexus.infrastructure.database import get_database
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import SERIALIZER
@@ -114,6 +114,7 @@ class _AppWorkerMixin(BaseWorker):
         # The attempt this process is running: set before the job runs, and
         # inherited by the forked work horse.
         self._attempt: int | None = None
+        self._trace_parent: str | None = None
         super().__init__(*args, **kwargs)
 
     @property
@@ -204,6 +205,7 @@ class _AppWorkerMixin(BaseWorker):
             self._refuse(job, queue, "it has no jobs row: it was not enqueued through Nexus")
             return
         self._attempt = attempt.number
+        self._trace_parent = attempt.trace_parent
         if attempt.number is None:  # the ping: no row, no metrics
             super().execute_job(job, queue)
             return
@@ -272,7 +274,14 @@ class _AppWorkerMixin(BaseWorker):
                 user_id=meta.get("user_id") or None,
             )
             try:
-                performed: bool = super().perform_job(job, queue)
+                # The job's spans (its SQL, its Redis calls) join the trace of
+                # the request that enqueued it.
+                with tracing.job_span(
+                    registry.name_of(job.func_name or ""),
+                    self._trace_parent,
+                    **{"messaging.message.id": job.id, "nexus.job.attempt": self._attempt or 0},
+                ):
+                    performed: bool = super().perform_job(job, queue)
             finally:
                 structlog.contextvars.clear_contextvars()
         return performed

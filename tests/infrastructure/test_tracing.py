@@ -1,0 +1,101 @@
+"""Traces: a request and the job it enqueues are one trace; off, nothing is instrumented."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+from redis import Redis
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nexus.infrastructure import logging as nexus_logging
+from nexus.infrastructure import tracing
+from nexus.infrastructure.logging import add_trace_ids
+from nexus.infrastructure.queue import get_queues
+from nexus.jobs.models import Job
+from nexus.jobs.worker import NexusSimpleWorker
+from tests.accounts_fixtures import Tokens
+
+
+@pytest.fixture
+def traced(
+    make_joined_app: Callable[..., Flask],
+) -> Iterator[tuple[Flask, InMemorySpanExporter]]:
+    app = make_joined_app()
+    exporter = InMemorySpanExporter()
+    tracing.install(app, exporter)
+    try:
+        yield app, exporter
+    finally:
+        tracing.uninstall(app)
+
+
+def _ids(span: ReadableSpan) -> tuple[int, int]:
+    context = span.get_span_context()
+    assert context is not None
+    return context.trace_id, context.span_id
+
+
+def test_a_request_and_the_job_it_enqueues_are_one_trace(
+    traced: tuple[Flask, InMemorySpanExporter], admin: Tokens, redis: Redis, db_session: Session
+) -> None:
+    app, exporter = traced
+    client = app.test_client()
+    answer = client.post("/api/v1/admin/jobs/canary", json={"seconds": 0}, headers=admin.headers)
+    assert answer.status_code == 202
+    row = db_session.scalar(select(Job).where(Job.name == "jobs.canary"))
+    assert row is not None
+    assert row.trace_parent is not None  # the context travels in the job's row
+    with app.app_context():
+        queues = get_queues().ordered
+    NexusSimpleWorker(queues, connection=redis, app=app).work(burst=True)
+
+    spans = exporter.get_finished_spans()
+    [server] = [s for s in spans if s.kind == SpanKind.SERVER]
+    [job] = [s for s in spans if s.name == "job jobs.canary"]
+    trace_id, server_span = _ids(server)
+    assert server.attributes is not None
+    assert server.attributes.get("http.route") == "/api/v1/admin/jobs/canary"
+    assert job.kind == SpanKind.CONSUMER
+    assert _ids(job)[0] == trace_id
+    assert job.parent is not None
+    assert job.parent.span_id == server_span  # enqueued inside the request's span
+    # The job's own SQL is in the same trace, under the job's span.
+    job_children = [s for s in spans if s.parent is not None and s.parent.span_id == _ids(job)[1]]
+    assert any(s.attributes and "db.statement" in s.attributes for s in job_children) or any(
+        s.attributes and s.attributes.get("db.system") == "postgresql" for s in job_children
+    ), [s.name for s in job_children]
+
+
+def test_with_tracing_on_every_log_line_names_its_trace_and_span(
+    traced: tuple[Flask, InMemorySpanExporter],
+) -> None:
+    app, _exporter = traced
+    assert add_trace_ids in nexus_logging._shared_processors()  # in the one chain, for all
+    tracer = app.extensions[tracing.EXTENSION_KEY].get_tracer("test")
+    with tracer.start_as_current_span("work") as span:
+        line = add_trace_ids(None, "info", {"event": "x"})
+    context = span.get_span_context()
+    assert line["trace_id"] == format(context.trace_id, "032x")
+    assert line["span_id"] == format(context.span_id, "016x")
+    assert "trace_id" not in add_trace_ids(None, "info", {"event": "outside any span"})
+
+
+def test_off_nothing_is_instrumented_and_jobs_carry_no_context(
+    app: Flask, client: object, admin: Tokens, db_session: Session
+) -> None:
+    assert not tracing.enabled()
+    assert not getattr(app, "_is_instrumented_by_opentelemetry", False)
+    answer = app.test_client().post(
+        "/api/v1/admin/jobs/canary", json={"seconds": 0}, headers=admin.headers
+    )
+    assert answer.status_code == 202
+    row = db_session.scalar(select(Job).where(Job.name == "jobs.canary"))
+    assert row is not None
+    assert row.trace_parent is None
+    assert "trace_id" not in add_trace_ids(None, "info", {"event": "untraced"})
