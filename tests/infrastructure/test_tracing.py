@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import threading
+import urllib.request
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 from flask import Flask
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
@@ -19,7 +26,10 @@ from nexus.infrastructure.logging import add_trace_ids
 from nexus.infrastructure.queue import get_queues
 from nexus.jobs.models import Job
 from nexus.jobs.worker import NexusSimpleWorker
+from nexus_dev.local_services import free_port
 from tests.accounts_fixtures import Tokens
+from tests.live import live_server, sign_in
+from tests.support import wait_for
 
 
 @pytest.fixture
@@ -99,3 +109,76 @@ def test_off_nothing_is_instrumented_and_jobs_carry_no_context(
     assert row is not None
     assert row.trace_parent is None
     assert "trace_id" not in add_trace_ids(None, "info", {"event": "untraced"})
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace receiver: decodes each export the way a collector does."""
+
+    spans: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        for resource in request.resource_spans:
+            service = next(
+                a.value.string_value for a in resource.resource.attributes
+                if a.key == "service.name"
+            )  # fmt: skip
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    attributes = {a.key: a.value.string_value for a in span.attributes}
+                    type(self).spans.append({
+                        "service": service, "name": span.name, "trace": span.trace_id.hex(),
+                        "id": span.span_id.hex(), "parent": span.parent_span_id.hex(),
+                        "route": attributes.get("http.route"),
+                    })  # fmt: skip
+        answer = trace_service_pb2.ExportTraceServiceResponse().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_through_gunicorn_and_a_forking_worker_the_spans_reach_an_otlp_receiver(
+    fresh_database: str, subprocess_env: Callable[..., dict[str, str]], tmp_path: Path
+) -> None:
+    _Receiver.spans = []
+    receiver = ThreadingHTTPServer(("127.0.0.1", free_port()), _Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    env = subprocess_env(
+        fresh_database,
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.server_port}",
+        OTEL_SERVICE_NAME="nexus-test",
+        OTEL_BSP_SCHEDULE_DELAY="200",  # export within a fraction of a second
+    )
+    admin = ("admin@example.com", "violet-tangerine-kettle-42")
+    try:
+        with live_server(env, tmp_path, admin=admin, worker=True) as live:
+            token = sign_in(live.base_url, *admin)
+            request = urllib.request.Request(
+                f"{live.base_url}/api/v1/admin/jobs/canary",
+                data=json.dumps({"seconds": 0}).encode(),
+                headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+            )
+            with urllib.request.urlopen(request, timeout=15) as response:
+                assert response.status == 202
+
+            def joined() -> list[dict[str, Any]]:
+                jobs = [s for s in _Receiver.spans if s["name"] == "job jobs.canary"]
+                servers = [s for s in _Receiver.spans if s["route"] == "/api/v1/admin/jobs/canary"]
+                return [j for j in jobs for s in servers if j["trace"] == s["trace"]]
+
+            [job] = wait_for(joined, timeout=60, interval=0.3)
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+    [server] = [s for s in _Receiver.spans if s["route"] == "/api/v1/admin/jobs/canary"]
+    assert job["parent"] == server["id"]
+    assert {s["service"] for s in _Receiver.spans} == {"nexus-test"}
+    # The job's SQL, traced in the forked work horse, arrived too, under the job.
+    assert [s for s in _Receiver.spans if s["parent"] == job["id"]]
