@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -115,7 +116,7 @@ def scraped_stack(
     try:
         wait_for(lambda: http_status(f"http://127.0.0.1:{web}/livez") == 200, timeout=60)
         wait_for(lambda: http_status(f"http://127.0.0.1:{worker_port}/metrics") == 200, timeout=60)
-        yield {"web": web, "worker": worker_port}
+        yield {"web": web, "worker": worker_port, "master": gunicorn.pid}
     finally:
         stop_process(worker, grace=30)
         stop_process(gunicorn, grace=30)
@@ -142,6 +143,21 @@ def test_a_real_prometheus_scrapes_web_and_worker_and_counts_add_up_over_process
         assert http_status(f"http://127.0.0.1:{web}/livez") == 200
     after = _get(f"http://127.0.0.1:{web}/metrics")
     assert _sample(after, livez) == before + 60
+    # A worker process killed and replaced: its counts are neither lost nor doubled.
+    master = psutil.Process(scraped_stack["master"])
+    victim = master.children()[0]
+    victim.kill()
+    wait_for(
+        lambda: (
+            len(master.children()) == 4 and victim.pid not in [c.pid for c in master.children()]
+        ),
+        timeout=60,
+    )
+    assert _sample(_get(f"http://127.0.0.1:{web}/metrics"), livez) == before + 60
+    for _ in range(10):
+        assert http_status(f"http://127.0.0.1:{web}/livez") == 200
+    after = _get(f"http://127.0.0.1:{web}/metrics")
+    assert _sample(after, livez) == before + 70
     for text in (after, _get(f"http://127.0.0.1:{worker}/metrics")):
         checked = subprocess.run(
             [promtool, "check", "metrics"], input=text, capture_output=True, text=True,
