@@ -117,6 +117,11 @@ openapi: $(STAMP) ## Write the OpenAPI document to data/openapi.json (for client
 	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1/0} $(FLASK) openapi --output data/openapi.json
 	@echo "wrote data/openapi.json"
 
+.PHONY: mail
+mail: $(STAMP) ## List the mail make dev caught (MAIL=N shows message N)
+	$(BIN)/python -m nexus_dev.mailcatcher $(if $(MAIL),show $(MAIL),list) \
+		--dir $${NEXUS_DEV_DATA_DIR:-data/dev}/mail
+
 .PHONY: psql
 psql: $(STAMP) ## Open psql on the dev database
 	$(BIN)/python -m nexus_dev.devstack psql

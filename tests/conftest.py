@@ -37,6 +37,7 @@ from nexus import migrations
 from nexus.app import create_app
 from nexus.config import Settings
 from nexus.infrastructure.database import Database
+from nexus_dev import mailcatcher
 from nexus_dev.local_services import (
     PostgresServer,
     RedisServer,
@@ -46,6 +47,7 @@ from nexus_dev.local_services import (
     identity,
     stop_process,
 )
+from nexus_dev.mailcatcher import Catcher
 from tests.support import dispose, signal_tree
 
 pytest_plugins = ["tests.accounts_fixtures"]
@@ -209,9 +211,30 @@ def make_settings(servers: Servers, database: str, **overrides: object) -> Setti
 
 
 @pytest.fixture(scope="session")
-def settings(servers: Servers, template_database: str) -> Settings:
+def smtp() -> Iterator[tuple[int, Catcher]]:
+    """A real catch-all SMTP server on loopback (aiosmtpd), for the whole session."""
+    port = free_port()
+    controller, catcher = mailcatcher.start("127.0.0.1", port)
+    try:
+        yield port, catcher
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def mailbox(smtp: tuple[int, Catcher]) -> Catcher:
+    """What the catch-all SMTP server receives during this test."""
+    catcher = smtp[1]
+    catcher.clear()
+    return catcher
+
+
+@pytest.fixture(scope="session")
+def settings(servers: Servers, template_database: str, smtp: tuple[int, Catcher]) -> Settings:
     create_database(servers, SHARED_DB, template=template_database)
-    return make_settings(servers, SHARED_DB)
+    return make_settings(
+        servers, SHARED_DB, smtp_host="127.0.0.1", smtp_port=smtp[0], smtp_security="none"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -312,7 +335,7 @@ def make_joined_app(
 
 
 @pytest.fixture
-def subprocess_env(servers: Servers) -> Callable[..., dict[str, str]]:
+def subprocess_env(servers: Servers, smtp: tuple[int, Catcher]) -> Callable[..., dict[str, str]]:
     """Environment for a ``flask --app nexus`` child process on the test servers."""
 
     def build(database_url: str, **extra: str) -> dict[str, str]:
@@ -326,6 +349,9 @@ def subprocess_env(servers: Servers) -> Callable[..., dict[str, str]]:
                 "NEXUS_ENV": "test",
                 "DATABASE_URL": database_url,
                 "REDIS_URL": servers.redis_url,
+                "NEXUS_SMTP_HOST": "127.0.0.1",
+                "NEXUS_SMTP_PORT": str(smtp[0]),
+                "NEXUS_SMTP_SECURITY": "none",
                 # A developer's .env must not leak into tests.
                 "FLASK_SKIP_DOTENV": "1",
                 "PYTHONUNBUFFERED": "1",

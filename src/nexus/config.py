@@ -62,7 +62,13 @@ KNOWN_PLACEHOLDERS = frozenset(
 MIN_SECRET_BYTES = 32
 SECRET_FIELDS = ("secret_key", "jwt_secret", "internal_secret")
 # Variables that may carry a password too, and so may also come from files.
-FILE_FIELDS = (*SECRET_FIELDS, "database_url", "migration_database_url", "redis_url")
+FILE_FIELDS = (
+    *SECRET_FIELDS,
+    "database_url",
+    "migration_database_url",
+    "redis_url",
+    "smtp_password",
+)
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
 
@@ -210,6 +216,24 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
+    # E-mail (nexus.mail): the SMTP relay mail jobs send through. Unset host:
+    # nothing is sent (each mail job fails, saying so); `make dev` starts a
+    # catch-all server and sets it. "starttls" upgrades a plain connection,
+    # "tls" is TLS from the start (port 465), "none" is for loopback only.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65_535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout: float = Field(default=10.0, gt=0, le=120)
+    mail_from: str = "Nexus <no-reply@localhost>"
+    # The front end's address: links in mails point there (with ?token=...).
+    public_url: str = "http://localhost:5000"
+    # Whether an account must verify its address before it can sign in.
+    require_verified_email: bool = False
+    email_verification_hours: int = Field(default=48, ge=1, le=24 * 30)
+    password_reset_minutes: int = Field(default=30, ge=5, le=24 * 60)
+
     # A worker serves its own /metrics on this port (0: not served), bound to
     # this address: Prometheus scrapes each worker there.
     worker_metrics_port: int = Field(default=0, ge=0, le=65_535)
@@ -247,6 +271,12 @@ class Settings(BaseSettings):
     rate_limit_register: str = "20/hour"
     rate_limit_refresh: str = "60/minute"
     rate_limit_password_change: str = "5/minute"  # noqa: S105 - a rate, not a password
+    # Mails on request: verification resent (per user), reset links (per
+    # address, and per account). Over these, nothing is sent; a reset request
+    # still answers 202, as for an unknown address.
+    rate_limit_verify_resend: str = "3/hour"
+    rate_limit_password_forgot: str = "5/hour"  # noqa: S105 - a rate
+    rate_limit_password_forgot_account: str = "3/hour"  # noqa: S105 - a rate
     # Login lockout (nexus.accounts.lockout): this many failed logins for one
     # account within the window lock its login for a cooling-off period that
     # doubles each time, up to the maximum; 0 failures turns it off. An address
@@ -345,6 +375,9 @@ class Settings(BaseSettings):
         "rate_limit_register",
         "rate_limit_refresh",
         "rate_limit_password_change",
+        "rate_limit_verify_resend",
+        "rate_limit_password_forgot",
+        "rate_limit_password_forgot_account",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:

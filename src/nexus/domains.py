@@ -12,5 +12,6 @@ from nexus.audit.domain import domain as audit
 from nexus.domain import Domain
 from nexus.jobs.domain import domain as jobs
 from nexus.libraries.domain import domain as libraries
+from nexus.mail.domain import domain as mail
 
-DOMAINS: tuple[Domain, ...] = (accounts, audit, jobs, libraries)
+DOMAINS: tuple[Domain, ...] = (accounts, audit, jobs, mail, libraries)

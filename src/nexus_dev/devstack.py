@@ -137,6 +137,7 @@ class DevConfig:
     web_port: int
     pg_port: int
     redis_port: int
+    mail_port: int = 51025
 
 
 def _start_postgres(supervisor: Supervisor, config: DevConfig) -> str:
@@ -175,6 +176,31 @@ def _start_redis(supervisor: Supervisor, config: DevConfig) -> str:
     return server.url()
 
 
+def _start_mail(supervisor: Supervisor, config: DevConfig) -> dict[str, str]:
+    """A catch-all SMTP server on loopback; what it catches is in data/dev/mail (`make mail`)."""
+    if port_in_use(config.mail_port):
+        raise ServiceError(
+            f"port {config.mail_port} is taken; set NEXUS_DEV_MAIL_PORT or stop what listens there"
+        )
+    supervisor.start(
+        Program(
+            "mail",
+            [sys.executable, "-m", "nexus_dev.mailcatcher", "serve",
+             "--port", str(config.mail_port), "--dir", str(config.data_dir / "mail")],
+        )
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not port_in_use(config.mail_port):
+        if time.monotonic() > deadline:
+            raise ServiceError(f"the mail catcher did not listen on {config.mail_port}")
+        time.sleep(0.1)
+    return {
+        "NEXUS_SMTP_HOST": "127.0.0.1",
+        "NEXUS_SMTP_PORT": str(config.mail_port),
+        "NEXUS_SMTP_SECURITY": "none",
+    }
+
+
 def _write_services_env(path: Path, urls: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# Written by `make dev` while it runs; removed when it stops.\n"]
@@ -189,6 +215,7 @@ def load_dev_config() -> DevConfig:
         web_port=_port("NEXUS_DEV_WEB_PORT", 5000),
         pg_port=_port("NEXUS_DEV_PG_PORT", 55432),
         redis_port=_port("NEXUS_DEV_REDIS_PORT", 56379),
+        mail_port=_port("NEXUS_DEV_MAIL_PORT", 51025),
     )
 
 
@@ -217,6 +244,10 @@ def run(config: DevConfig, supervisor: Supervisor | None = None) -> int:
             urls[name] = configured or start(supervisor, config)
             if supervisor.stopping.is_set():
                 return 0
+        if local_value("NEXUS_SMTP_HOST"):
+            supervisor.say("dev", "using NEXUS_SMTP_HOST from the environment")
+        else:
+            urls.update(_start_mail(supervisor, config))
         _write_services_env(services_env, urls)
         env = {**os.environ, **urls, "PYTHONUNBUFFERED": "1"}
         flask = [sys.executable, "-m", "flask", "--app", "nexus"]

@@ -32,7 +32,10 @@ def test_register_login_me_refresh_logout(client: FlaskClient, db_session: Sessi
     )
     assert response.status_code == 201
     user = response.get_json()["data"]
-    assert set(user) == {"id", "email", "role", "is_active", "created_at"}
+    assert set(user) == {
+        "id", "email", "role", "is_active", "created_at", "email_verified", "email_verified_at",
+    }  # fmt: skip
+    assert user["email_verified"] is False
     # The domain is normalised (case-insensitive by RFC); the local part is kept.
     assert (user["email"], user["role"], user["is_active"]) == ("Ada@example.com", "member", True)
 

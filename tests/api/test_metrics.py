@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from nexus.accounts.models import User
-from nexus.config import Environment
+from nexus.config import Environment, Settings
 from nexus.infrastructure import metrics
 from nexus.infrastructure.queue import get_queues
 from nexus.jobs.worker import NexusSimpleWorker
@@ -124,14 +124,14 @@ def test_with_redis_down_redis_up_reads_0_and_limits_failing_open_are_counted(
 
 
 def test_in_prod_only_the_scraper_with_the_internal_secret_reads_metrics(
-    make_app: Callable[..., Flask],
+    make_app: Callable[..., Flask], settings: Settings
 ) -> None:
     secret = "internal-" + "s" * 40
-    app = make_app(
-        env=Environment.PROD,
-        secret_key=SecretStr("k" * 48),
-        jwt_secret=SecretStr("j" * 48),
-        internal_secret=SecretStr(secret),
+    app = make_app()
+    # The app's settings as in prod (an app built for prod would switch the
+    # whole process to cached JSON loggers, and the suite's log capture off).
+    app.extensions["nexus.settings"] = settings.model_copy(
+        update={"env": Environment.PROD, "internal_secret": SecretStr(secret)}
     )
     client = app.test_client()
     assert_problem(client.get("/metrics"), 403, "E_INTERNAL_ONLY")

@@ -31,7 +31,10 @@ from tests.accounts_fixtures import PASSWORD, Tokens
 from tests.support import checkout, dispose
 
 # Static files, the document itself and the HTML pages; nothing else.
-UNDOCUMENTED = {"static", "openapi.document", "docs.show", "jobs_pages.page", "jobs_pages.static"}
+UNDOCUMENTED = {
+    "static", "openapi.document", "docs.show", "jobs_pages.page", "jobs_pages.static",
+    "metrics.show",
+}  # fmt: skip
 
 
 @pytest.fixture

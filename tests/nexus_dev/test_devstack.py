@@ -14,6 +14,7 @@ import pytest
 
 from nexus import migrations
 from nexus_dev.local_services import free_port, port_in_use
+from tests.live import post_json
 from tests.support import checkout, interrupt, wait_for
 
 
@@ -80,6 +81,20 @@ def test_make_dev_serves_restarts_and_stops_cleanly(
         assert f"127.0.0.1:{ports['pg']}/nexus" in services
         assert list(data_dir.glob("postgres-*/PG_VERSION"))
         assert list(data_dir.glob("*-*.*/appendonlydir"))  # redis-7.0 or valkey-8.1
+        assert "NEXUS_SMTP_HOST=127.0.0.1" in services
+
+        # Registration mails a link: the catch-all server has it, `make mail` lists it.
+        post_json(
+            f"http://127.0.0.1:{ports['web']}/api/v1/auth/register",
+            {"email": "dev@example.com", "password": "violet-tangerine-kettle-42"},
+        )
+        wait_for(lambda: list((data_dir / "mail").glob("*.eml")), timeout=60, interval=0.3)
+        listed = subprocess.run(
+            [".venv/bin/python", "-m", "nexus_dev.mailcatcher", "list",
+             "--dir", str(data_dir / "mail")],
+            cwd=clone, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        assert "dev@example.com  Confirm your e-mail address" in listed.stdout
 
         # Another terminal in the checkout finds the servers with no URL set.
         other = subprocess.run(

@@ -7,9 +7,13 @@ from flask import Flask
 from nexus.accounts import auth, cli, jobs, models, routes
 from nexus.accounts.errors import (
     E_AUTH_UNAVAILABLE,
+    E_EMAIL_UNVERIFIED,
     E_LAST_ADMIN_FORBIDDEN,
+    E_TOKEN_INVALID,
     AuthUnavailable,
+    EmailUnverified,
     LastAdmin,
+    TokenInvalid,
 )
 from nexus.domain import Domain
 
@@ -24,7 +28,12 @@ domain = Domain(
     job_modules=(jobs,),
     commands=(cli.create_admin_command,),
     models=(models,),
-    codes=(E_LAST_ADMIN_FORBIDDEN, E_AUTH_UNAVAILABLE),
-    errors={LastAdmin: E_LAST_ADMIN_FORBIDDEN, AuthUnavailable: E_AUTH_UNAVAILABLE},
+    codes=(E_LAST_ADMIN_FORBIDDEN, E_AUTH_UNAVAILABLE, E_TOKEN_INVALID, E_EMAIL_UNVERIFIED),
+    errors={
+        LastAdmin: E_LAST_ADMIN_FORBIDDEN,
+        AuthUnavailable: E_AUTH_UNAVAILABLE,
+        TokenInvalid: E_TOKEN_INVALID,
+        EmailUnverified: E_EMAIL_UNVERIFIED,
+    },
     init_app=_init_app,
 )

@@ -9,7 +9,14 @@ contracts.
 from __future__ import annotations
 
 from nexus.api.errors import ErrorCode
-from nexus.errors import Conflict, Forbidden, NotFound, Unauthenticated, Unavailable
+from nexus.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 
 E_LAST_ADMIN_FORBIDDEN = ErrorCode(
     "E_LAST_ADMIN_FORBIDDEN",
@@ -22,6 +29,18 @@ E_AUTH_UNAVAILABLE = ErrorCode(
     503,
     "Authentication unavailable",
     "Credentials cannot be checked right now; retry later.",
+)
+E_TOKEN_INVALID = ErrorCode(
+    "E_TOKEN_INVALID",
+    400,
+    "Link not valid",
+    "The link's token is unknown, was used already, or has expired; ask for a new link.",
+)
+E_EMAIL_UNVERIFIED = ErrorCode(
+    "E_EMAIL_UNVERIFIED",
+    403,
+    "E-mail address not verified",
+    "This service signs in only verified addresses: follow the link mailed at registration.",
 )
 
 
@@ -47,3 +66,11 @@ class SessionEnded(Unauthenticated):
 
 class AuthUnavailable(Unavailable):
     """Credentials cannot be checked right now (hashing slots full, PostgreSQL down)."""
+
+
+class TokenInvalid(InvalidInput):
+    """A mailed link's token is unknown, used or expired."""
+
+
+class EmailUnverified(Forbidden):
+    """NEXUS_REQUIRE_VERIFIED_EMAIL, and the account's address is not verified."""

@@ -1,4 +1,4 @@
-"""Tables of the accounts domain: users, token families, invites (migration 0002).
+"""Tables of the accounts domain: users, token families, invites (0002), mailed tokens (0008).
 
 Every constraint and index is declared here, so ``--autogenerate`` against
 head proposes nothing. ``users.updated_at`` is kept by the baseline's
@@ -45,6 +45,8 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_login_at: Mapped[datetime | None]
+    # When the address was proven (a mailed link followed); migration 0008.
+    email_verified_at: Mapped[datetime | None]
 
     @validates("email")
     def _keep_email_key(self, _name: str, email: str) -> str:
@@ -88,3 +90,38 @@ class Invite(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     used_by: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+
+
+class TokenPurpose(enum.StrEnum):
+    VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"  # noqa: S105 - a purpose, not a password
+
+
+class EmailToken(Base):
+    """A mailed link's token (migration 0008): only its SHA-256 is stored.
+
+    The token itself is derived from ``id`` and the secret key
+    (``nexus.mail.tokens``), so the sending job can rebuild the link. For
+    ``verify_email``, ``email`` is the address being proven: the account's
+    own, or the new one it asked to move to.
+    """
+
+    __tablename__ = "email_tokens"
+    __table_args__ = (
+        UniqueConstraint("token_sha256"),
+        CheckConstraint("purpose IN ('verify_email', 'reset_password')", name="purpose"),
+        Index("ix_email_tokens_user_id", "user_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), primary_key=True, server_default=text("gen_random_uuid()")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("users.id", ondelete="CASCADE")
+    )
+    purpose: Mapped[str] = mapped_column(Text)
+    email: Mapped[str] = mapped_column(Text)
+    token_sha256: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from flask import Blueprint, Response
 
-from nexus.accounts import auth, services, tokens
-from nexus.accounts.errors import E_AUTH_UNAVAILABLE, E_LAST_ADMIN_FORBIDDEN
+from nexus.accounts import auth, emails, services, tokens, verification
+from nexus.accounts.errors import (
+    E_AUTH_UNAVAILABLE,
+    E_EMAIL_UNVERIFIED,
+    E_LAST_ADMIN_FORBIDDEN,
+    E_TOKEN_INVALID,
+    EmailUnverified,
+)
 from nexus.accounts.schemas import (
     DeleteMeIn,
+    EmailChangeIn,
+    ForgotPasswordIn,
     InviteIn,
     InviteOut,
     LoginIn,
     PasswordChangeIn,
     RegisterIn,
+    ResetPasswordIn,
+    TokenIn,
     TokensOut,
     UserListQuery,
     UserOut,
     UserPatchIn,
 )
+from nexus.api import ratelimit
 from nexus.api.contract import responds
 from nexus.api.envelope import data
 from nexus.api.errors import ApiError, ErrorCode
@@ -67,11 +79,14 @@ def register(body: RegisterIn) -> Response:
             invite_code=body.invite_code,
             context=auth.audit_context(),
         )
+        verification.send_verification(session, current_settings(), user=user)
     return data(UserOut.model_validate(user), status=201)
 
 
 @bp.post("/login")
-@responds(200, TokensOut, codes=(ErrorCode.E_UNAUTHENTICATED, E_AUTH_UNAVAILABLE))
+@responds(
+    200, TokensOut, codes=(ErrorCode.E_UNAUTHENTICATED, E_AUTH_UNAVAILABLE, E_EMAIL_UNVERIFIED)
+)
 @rate_limit("login", per="address")
 @validate(body=LoginIn)
 def login(body: LoginIn) -> Response:
@@ -92,6 +107,8 @@ def login(body: LoginIn) -> Response:
             known_address_days=settings.login_known_address_days,
         )
         user = attempt.user
+        if user is not None and settings.require_verified_email and not user.email_verified_at:
+            raise EmailUnverified("Follow the link mailed to your address, then sign in.")
         if user is not None:
             pair = tokens.open_family(session=session, user=user, settings=settings)
             audit.record(
@@ -127,6 +144,103 @@ def _audit_failed_login(context: AuditContext, email: str, attempt: services.Log
             meta={"seconds": attempt.lock_seconds},
             target_type=target_type, target_id=attempt.account_id,
         )  # fmt: skip
+
+
+@bp.post("/verify")
+@responds(200, UserOut, codes=(E_TOKEN_INVALID, ErrorCode.E_CONFLICT))
+@validate(body=TokenIn)
+def verify_email(body: TokenIn) -> Response:
+    """Prove an address with the token of a mailed link (for a change of address: move to it)."""
+    session = get_session()
+    with transaction(session):
+        user = verification.verify_email(session, token=body.token, context=auth.audit_context())
+    return data(UserOut.model_validate(user))
+
+
+@bp.post("/verify/resend")
+@responds(202, description="A new link is on its way.", codes=(ErrorCode.E_CONFLICT,))
+@rate_limit("verify_resend", per="user")
+@auth.require_auth
+def resend_verification() -> Response:
+    """Mail a new verification link to the caller's address (409 if it is verified)."""
+    session = get_session()
+    with transaction(session):
+        user = services.get_user(session, auth.current().id)
+        if user.email_verified_at is not None:
+            raise ApiError(ErrorCode.E_CONFLICT, "This address is verified already.")
+        verification.send_verification(session, current_settings(), user=user)
+    return Response(status=202)
+
+
+@bp.post("/email")
+@responds(
+    202,
+    description="A link is on its way to the new address; the account moves when it is followed.",
+    codes=(ErrorCode.E_CONFLICT,),
+)
+@rate_limit("verify_resend", per="user")
+@auth.require_auth
+@validate(body=EmailChangeIn)
+def change_email(body: EmailChangeIn) -> Response:
+    """Move the account to a new address, once a link mailed to it is followed."""
+    session = get_session()
+    with transaction(session):
+        user = services.get_user(session, auth.current().id)
+        verification.request_email_change(
+            session,
+            current_settings(),
+            user=user,
+            hasher=auth.password_hasher(),
+            new_email=str(body.new_email),
+            password=body.password,
+            context=auth.audit_context(),
+        )
+    return Response(status=202)
+
+
+# A reset request answers no sooner than this, whatever happened: an account
+# that exists costs a few inserts more than one that does not.
+FORGOT_FLOOR_SECONDS = 0.05
+
+
+@bp.post("/password/forgot")
+@responds(202, description="If an active account has this address, a reset link is on its way.")
+@ratelimit.silent
+@validate(body=ForgotPasswordIn)
+def forgot_password(body: ForgotPasswordIn) -> Response:
+    """Ask for a password reset link. The answer is the same whether or not the account exists.
+
+    Over its limits (per address and per account) it mails nothing, and says so to no one."""
+    started = time.monotonic()
+    context = auth.audit_context()
+    if ratelimit.allow("password_forgot", ratelimit.address_key()) and ratelimit.allow(
+        "password_forgot_account", f"account:{emails.key(body.email)}"
+    ):
+        session = get_session()
+        with transaction(session):
+            verification.forgot_password(
+                session, current_settings(), email=body.email, context=context
+            )
+    time.sleep(max(0.0, FORGOT_FLOOR_SECONDS - (time.monotonic() - started)))
+    return Response(status=202)
+
+
+@bp.post("/password/reset")
+@responds(204, codes=(E_TOKEN_INVALID,))
+@validate(body=ResetPasswordIn)
+def reset_password(body: ResetPasswordIn) -> Response:
+    """Choose a new password with a mailed link's token; every login of the account ends."""
+    session = get_session()
+    with transaction(session):
+        verification.reset_password(
+            session,
+            token=body.token,
+            new_password=body.new_password,
+            hasher=auth.password_hasher(),
+            cache=auth.family_cache(),
+            context=auth.audit_context(),
+        )
+    return Response(status=204)
 
 
 @bp.post("/refresh")

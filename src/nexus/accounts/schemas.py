@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, computed_field
 
 from nexus.api.envelope import PageQuery
 from nexus.api.validation import RequestModel
@@ -76,6 +76,13 @@ class UserOut(BaseModel):
     role: str
     is_active: bool
     created_at: datetime
+    email_verified_at: datetime | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def email_verified(self) -> bool:
+        """Whether the address was proven by a mailed link."""
+        return self.email_verified_at is not None
 
 
 class TokensOut(BaseModel):
@@ -109,3 +116,48 @@ class InviteIn(RequestModel):
 class InviteOut(BaseModel):
     code: str
     expires_at: datetime
+
+
+# What a mailed link's token looks like (nexus.mail.tokens: 43 URL-safe characters).
+Token = Field(min_length=20, max_length=200, pattern=r"^[A-Za-z0-9_-]+$")
+
+
+class TokenIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"token": "Qm9vay1zaGVsZi1saWdodC1ob3VzZS13aW5kb3ctNDI"}]}
+    )
+
+    token: str = Token
+
+
+class EmailChangeIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"new_email": "ada@new.example.com", "password": EXAMPLE_PASSWORD}]
+        }
+    )
+
+    new_email: EmailStr
+    password: str = Password
+
+
+class ForgotPasswordIn(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.com"}]})
+
+    email: str = Field(min_length=1, max_length=320)
+
+
+class ResetPasswordIn(RequestModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "token": "Qm9vay1zaGVsZi1saWdodC1ob3VzZS13aW5kb3ctNDI",
+                    "new_password": "marble-quince-lantern-7",
+                }
+            ]
+        }
+    )
+
+    token: str = Token
+    new_password: str = Password

@@ -28,7 +28,8 @@ from typing import Any, Literal, TypeVar
 
 import jwt as pyjwt
 from flask import Flask, Response, current_app, request
-from flask_limiter import Limiter, RequestLimit
+from flask_limiter import ExemptionScope, Limiter, RequestLimit
+from limits import parse_many
 from redis import Redis
 
 from nexus.api.contract import declare
@@ -52,6 +53,36 @@ def rate_limit(name: str, *, per: Per) -> Callable[[F], F]:
         return view
 
     return decorator
+
+
+def silent(view: F) -> F:
+    """Exempt the view from the API limit's 429: it limits itself with :func:`allow`.
+
+    For a route whose answer must not tell anything, such as "is there an
+    account with this address" (a reset request always answers 202).
+    """
+    view.rate_limit_silent = True  # type: ignore[attr-defined]
+    return view
+
+
+def allow(name: str, key: str) -> bool:
+    """Count a hit of ``NEXUS_RATE_LIMIT_<NAME>`` for ``key``: whether it is within the limit.
+
+    Limits off, or Redis unreachable: allowed (failing open, as every limit).
+    """
+    limiter: Limiter = current_app.extensions[EXTENSION_KEY]
+    if not limiter.enabled:
+        return True
+    settings: Settings = current_app.extensions["nexus.settings"]
+    try:
+        return all(
+            limiter.limiter.hit(item, "nexus:silent", name, key)
+            for item in parse_many(_limit_of(settings, name))
+        )
+    except Exception as exc:  # Redis unreachable: the storage's own errors
+        metrics.RATE_LIMIT_FAIL_OPEN.inc()
+        log.warning("ratelimit.storage_unavailable", error=f"{type(exc).__name__}: {exc}"[:300])
+        return True
 
 
 def client_address() -> str:
@@ -139,6 +170,8 @@ def init_app(app: Flask, settings: Settings, redis: Redis) -> None:
     limiter.init_app(app)
     logging.getLogger("flask-limiter").addFilter(_FailOpen())
     for endpoint, view in list(app.view_functions.items()):
+        if getattr(view, "rate_limit_silent", False):
+            limiter.exempt(view, flags=ExemptionScope.APPLICATION)
         wrapped: Callable[..., Any] = view
         for name, per in getattr(view, "rate_limits", ()):
             limit = limiter.limit(_limit_of(settings, name), key_func=_KEYS[per], scope=name)

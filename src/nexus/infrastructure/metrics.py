@@ -134,6 +134,16 @@ JOBS_ABANDONED = Counter(
     "Jobs whose worker died under them, found by the reconciler, by job name.",
     ["job"],
 )
+MAILS_SENT = Counter(
+    "nexus_mails_sent",
+    "Messages the SMTP relay accepted, by kind of message.",
+    ["kind"],
+)
+MAILS_FAILED = Counter(
+    "nexus_mails_failed",
+    "Attempts to hand a message to the SMTP relay that failed (each is retried), by kind.",
+    ["kind"],
+)
 JOB_DURATION = Histogram(
     "nexus_job_duration_seconds",
     "Time a worker spent on a job attempt, by job name.",

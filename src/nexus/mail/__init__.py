@@ -1,0 +1,1 @@
+"""E-mail: messages recorded in a transaction and sent by a durable job over SMTP."""
