@@ -4,8 +4,8 @@
 ``NEXUS_LOGIN_LOCKOUT_WINDOW_SECONDS`` lock its login for a cooling-off
 period (``NEXUS_LOGIN_LOCKOUT_SECONDS``) that doubles at each new lock, up
 to ``NEXUS_LOGIN_LOCKOUT_MAX_SECONDS``, and starts again from the first
-period a day after the last lock. The counters live in Redis (one atomic
-pipeline per failure); a successful login clears them.
+period a day after the last lock. The counters live in Redis (atomic
+pipelines: a count that expires with its window); a good login clears them.
 
 What keeps an attacker from locking the owner out for ever: a login from an
 address the account signed in from within ``NEXUS_LOGIN_KNOWN_ADDRESS_DAYS``

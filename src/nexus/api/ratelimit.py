@@ -168,7 +168,9 @@ def init_app(app: Flask, settings: Settings, redis: Redis) -> None:
         lambda: not request.path.startswith("/api/") or request.method == "OPTIONS"
     )
     limiter.init_app(app)
-    logging.getLogger("flask-limiter").addFilter(_FailOpen())
+    flask_limiter_log = logging.getLogger("flask-limiter")
+    if not any(isinstance(f, _FailOpen) for f in flask_limiter_log.filters):  # once per process
+        flask_limiter_log.addFilter(_FailOpen())
     for endpoint, view in list(app.view_functions.items()):
         if getattr(view, "rate_limit_silent", False):
             limiter.exempt(view, flags=ExemptionScope.APPLICATION)
