@@ -122,7 +122,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     env |= {
         "COMPOSE_PROJECT_NAME": f"nexus-test-{uuid.uuid4().hex[:8]}",
         "NEXUS_WEB_PORT": str(port),
+        # The optional catch-all mail server, and the app pointed at it.
+        "COMPOSE_PROFILES": "mail",
     }
+    (root / ".env").write_text(
+        "NEXUS_SMTP_HOST=mail\nNEXUS_SMTP_PORT=1025\nNEXUS_SMTP_SECURITY=none\n"
+    )
     stack = Stack(root=root, env=env, port=port)
     try:
         yield stack
@@ -219,6 +224,22 @@ def test_a_canary_posted_by_an_admin_runs_in_the_worker_container(stack: Stack) 
     assert job["attempts"] == 1
     logs = stack.compose("logs", "--no-color", "worker").stdout
     assert job_id in logs  # the worker container ran it, not some other worker
+
+
+def test_a_registration_mails_its_link_through_the_optional_mail_service(stack: Stack) -> None:
+    status, body = _post(
+        f"{stack.url}/api/v1/auth/register",
+        {"email": "newcomer@example.com", "password": "container-newcomer-password"},
+    )
+    assert status == 201, body
+
+    def caught() -> str:
+        logs = stack.compose("logs", "--no-color", "mail").stdout
+        return logs if "Confirm your e-mail address" in logs else ""
+
+    logs = wait_for(caught, timeout=90, interval=1)
+    assert "newcomer@example.com" in logs
+    assert "verify-email" in logs
 
 
 def test_no_secret_reaches_a_container_environment(stack: Stack) -> None:
