@@ -51,6 +51,12 @@ logs: ## Follow the Docker Compose stack's logs
 test: $(STAMP) ## Run the test suite against real PostgreSQL and Redis, with coverage
 	$(BIN)/pytest --cov --cov-report=term -m "not docker and not reliability and not contract and not browser" $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: $(STAMP) ## Nexus /livez against plain Flask and FastAPI+uvicorn, side by side (needs wrk and make dev's servers)
+	test -x .venv-bench/bin/uvicorn || { $(PYTHON) -m venv .venv-bench && \
+		.venv-bench/bin/python -m pip install --quiet -r bench/requirements-peers.txt; }
+	$(BIN)/python bench/http.py $(BENCH_ARGS)
+
 .PHONY: reliability
 reliability: $(STAMP) ## Hostile input, load and faults against a real stack; results in data/reliability/
 	NEXUS_RELIABILITY=$${NEXUS_RELIABILITY:-full} $(BIN)/pytest -m reliability -p no:cacheprovider -s \

@@ -43,15 +43,16 @@ def test_compose_file_matches_the_compose_spec() -> None:
 
 def test_compose_builds_one_image_for_every_app_service(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"postgres", "redis", "migrate", "web", "worker"}
+    assert set(services) == {"postgres", "redis", "migrate", "web", "worker", "mail"}
     assert services["postgres"]["image"] == "postgres:15-alpine"
     assert services["redis"]["image"] == "redis:7-alpine"
     built = [name for name, service in services.items() if "build" in service]
     assert built == ["web"]
-    for name in ("migrate", "web", "worker"):
+    for name in ("migrate", "web", "worker", "mail"):
         assert services[name]["image"] == "nexus:local"
-    for name in ("migrate", "worker"):
+    for name in ("migrate", "worker", "mail"):
         assert services[name]["pull_policy"] == "never"  # nexus:local is never on a registry
+    assert services["mail"]["profiles"] == ["mail"]  # only when asked for
 
 
 def test_compose_keeps_data_in_project_volumes(compose: dict[str, Any]) -> None:
