@@ -55,7 +55,7 @@ test: $(STAMP) ## Run the test suite against real PostgreSQL and Redis, with cov
 bench: $(STAMP) ## Nexus /livez against plain Flask and FastAPI+uvicorn, side by side (needs wrk and make dev's servers)
 	test -x .venv-bench/bin/uvicorn || { $(PYTHON) -m venv .venv-bench && \
 		.venv-bench/bin/python -m pip install --quiet -r bench/requirements-peers.txt; }
-	$(BIN)/python bench/http.py $(BENCH_ARGS)
+	$(BIN)/python bench/http_throughput.py $(BENCH_ARGS)
 
 .PHONY: reliability
 reliability: $(STAMP) ## Hostile input, load and faults against a real stack; results in data/reliability/

@@ -1,6 +1,6 @@
 """HTTP throughput of Nexus against its peers, side by side: ``make bench``.
 
-    .venv/bin/python bench/http.py [--rounds 3] [--seconds 10] [--processes 5]
+    .venv/bin/python bench/http_throughput.py [--rounds 3] [--seconds 10] [--processes 5]
 
 Each contender serves ``GET /livez`` (the same JSON body) with the same number
 of processes on loopback; ``wrk -t2 -c50 --latency`` (Debian's ``wrk``) loads
