@@ -288,3 +288,27 @@ def test_no_address_or_token_reaches_a_log_line_or_a_job_row(
     for row in rows:
         assert set(row.arguments) == {"message_id"}
         assert "secret.person" not in repr(row.arguments) + repr(row.result)
+
+
+def test_over_its_limits_a_reset_request_is_the_same_202_and_sends_nothing(
+    make_joined_app: Callable[..., Flask],
+    redis: Redis,
+    mailbox: Catcher,
+    make_user: Callable[..., User],
+) -> None:
+    make_user("ada@example.com")
+    app = make_joined_app(
+        rate_limits_enabled=True,
+        rate_limit_password_forgot="100/hour",
+        rate_limit_password_forgot_account="2/hour",
+    )
+    client = app.test_client()
+    answers = [
+        client.post("/api/v1/auth/password/forgot", json={"email": "ada@example.com"})
+        for _ in range(4)
+    ]
+    assert {(a.status_code, a.get_data()) for a in answers} == {(202, b"")}
+    run_jobs(app, redis)
+    # Every job has run (burst): the account's limit let two through, no more.
+    assert len(mailbox.wait(2, timeout=10)) == 2
+    assert len(mailbox.messages) == 2

@@ -213,15 +213,19 @@ def forgot_password(body: ForgotPasswordIn) -> Response:
     Over its limits (per address and per account) it mails nothing, and says so to no one."""
     started = time.monotonic()
     context = auth.audit_context()
-    if ratelimit.allow("password_forgot", ratelimit.address_key()) and ratelimit.allow(
+    within = ratelimit.allow("password_forgot", ratelimit.address_key()) and ratelimit.allow(
         "password_forgot_account", f"account:{emails.key(body.email)}"
-    ):
+    )
+    if within:
         session = get_session()
         with transaction(session):
             verification.forgot_password(
                 session, current_settings(), email=body.email, context=context
             )
-    time.sleep(max(0.0, FORGOT_FLOOR_SECONDS - (time.monotonic() - started)))
+        # The floor hides whether an account exists. Over the limits nothing
+        # is looked up, so there is nothing to hide, and a flood of requests
+        # must not hold a thread each for the floor.
+        time.sleep(max(0.0, FORGOT_FLOOR_SECONDS - (time.monotonic() - started)))
     return Response(status=202)
 
 
