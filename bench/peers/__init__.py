@@ -1,0 +1,1 @@
+"""The apps make bench compares Nexus with (bench/http_throughput.py)."""
