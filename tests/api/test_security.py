@@ -173,3 +173,16 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_the_clients(
     behind_two = make_joined_app(trusted_proxies=2).test_client()
     behind_two.post("/api/v1/auth/login", json=body, headers=chain, environ_base=proxy)
     assert _failed_login_ip(db_session) == "7.7.7.7"
+
+
+def test_no_cookie_session_is_read_or_set(app: Flask, client: FlaskClient, member: Tokens) -> None:
+    client.set_cookie("session", "eyJ4IjoxfQ.forged.signature")
+    for path in ("/livez", "/api/v1/auth/me", "/docs/", "/nowhere"):
+        response = client.get(path, headers=member.headers)
+        assert "Set-Cookie" not in response.headers, path
+    with app.test_request_context("/"):
+        from flask import session  # noqa: PLC0415 - the request's own
+
+        assert not session
+        with pytest.raises(RuntimeError):
+            session["x"] = 1  # nothing can be stored: no view can start a cookie session

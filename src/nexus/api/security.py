@@ -16,11 +16,17 @@
   ``NEXUS_HSTS_SECONDS`` is set.
 - **CORS** for ``/api/*`` from the ``NEXUS_CORS_ORIGINS`` allowlist only
   (flask-cors); none by default, so browsers on other origins are refused.
+- **No cookie session**: the API authenticates with bearer tokens, so no
+  request reads or writes Flask's signed session cookie (and none pays for
+  building its serializer).
 """
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from typing import Any
+
+from flask import Flask, Request, Response, request
+from flask.sessions import NullSession, SessionInterface, SessionMixin
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -44,7 +50,18 @@ EXPOSED_HEADERS = [
 ]
 
 
+class NoSessions(SessionInterface):
+    """Every request gets an empty, read-only session; no cookie is read or set."""
+
+    def open_session(self, app: Flask, request: Request) -> SessionMixin:  # noqa: ARG002
+        return NullSession()
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:  # noqa: ARG002
+        return None
+
+
 def init_app(app: Flask, settings: Settings) -> None:
+    app.session_interface = NoSessions()
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
