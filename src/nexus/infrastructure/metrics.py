@@ -24,8 +24,9 @@ scrape, in the process that serves it. Imports no feature package.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from flask import Flask
 from prometheus_client import (
@@ -38,6 +39,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.values import MutexValue
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -150,6 +152,31 @@ JOB_DURATION = Histogram(
     ["job"],
     buckets=JOB_BUCKETS,
 )
+
+
+def _fresh_locks(metric: Any) -> None:
+    """New locks for a metric, its labelled children and their values."""
+    if hasattr(metric, "_lock"):
+        metric._lock = threading.Lock()
+    for child in list(getattr(metric, "_metrics", {}).values()):
+        _fresh_locks(child)
+    values = [getattr(metric, "_value", None), getattr(metric, "_sum", None)]
+    for value in [*values, *getattr(metric, "_buckets", [])]:
+        if isinstance(value, MutexValue):
+            value._lock = threading.Lock()
+
+
+def _reset_locks_after_fork() -> None:
+    # prometheus-client guards each value with a plain lock. A worker forks a
+    # work horse while its relay thread may hold one (it counts pool
+    # connections and enqueues): the horse would inherit that lock held, and
+    # hang on its first count. Its counts are never scraped; its locks start free.
+    for name, value in globals().items():
+        if name.isupper() and isinstance(value, Counter | Gauge | Histogram):
+            _fresh_locks(value)
+
+
+os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 class Collector(Protocol):
