@@ -8,6 +8,7 @@ takes seconds; nothing here asserts a duration.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -236,22 +237,24 @@ def test_redis_killed_and_wiped_mid_job_the_job_finishes_once_and_the_worker_car
     assert worker.returncode == 0, output
 
 
-def _canary_after_redis_returns(
-    make_app: Callable[..., Flask], database: str, server: RedisServer
-) -> bool:
-    """Start the (killed) Redis again, enqueue a canary: did a worker finish it?"""
+@contextlib.contextmanager
+def _redis_back(server: RedisServer) -> Iterator[None]:
+    """Start the (killed) Redis again for the block; kill it at the end."""
     restarted = subprocess.Popen(
         server.command(), stdout=subprocess.DEVNULL, start_new_session=True
     )
     try:
         server.wait_ready(process=restarted)
-        app = make_app(database_url=database, redis_url=server.url())
-        job_id = _enqueue_canary(app, seconds=0)
-        return bool(
-            wait_for(lambda: _job(app, job_id).status == "finished", timeout=60, raises=False)
-        )
+        yield
     finally:
         stop_process(restarted)
+
+
+def _canary_finishes(make_app: Callable[..., Flask], database: str, server: RedisServer) -> bool:
+    """Enqueue a canary: did a worker finish it?"""
+    app = make_app(database_url=database, redis_url=server.url())
+    job_id = _enqueue_canary(app, seconds=0)
+    return bool(wait_for(lambda: _job(app, job_id).status == "finished", timeout=60, raises=False))
 
 
 def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
@@ -266,16 +269,24 @@ def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
     redis = Redis.from_url(server.url())
     finished = False
     exited: int | None = None
+    output = ""
     try:
         # RQ's scheduler runs in a child process of the worker, holding a lock per queue.
         wait_for(lambda: redis.exists("rq:scheduler-lock:default"), timeout=30)
         stop_process(process, sig=signal.SIGKILL)
         time.sleep(4)  # the scheduler polls Redis every second; let it find Redis gone
-        # The worker itself reconnects and takes jobs again.
-        finished = _canary_after_redis_returns(make_app, fresh_database, server)
-        exited = worker.poll()
+        # The worker itself reconnects and takes jobs again. It is stopped
+        # while Redis is up: its maintenance pass may have started a new
+        # scheduler, which would log its own end if Redis went away again.
+        with _redis_back(server):
+            try:
+                finished = _canary_finishes(make_app, fresh_database, server)
+                exited = worker.poll()
+            finally:
+                output = stop_worker(worker)
     finally:
-        output = stop_worker(worker)
+        if worker.poll() is None:  # Redis did not come back
+            output = stop_worker(worker)
         redis.close()
     assert exited is None, f"the worker exited ({exited}); it said:\n{output[-6000:]}"
     assert finished, f"the canary did not finish; the worker said:\n{output[-6000:]}"
@@ -300,7 +311,8 @@ def test_a_worker_started_while_redis_is_down_waits_for_it_instead_of_exiting(
     try:
         time.sleep(5)  # a few restart rounds with Redis down
         exited = worker.poll()
-        finished = _canary_after_redis_returns(make_app, fresh_database, server)
+        with _redis_back(server):
+            finished = _canary_finishes(make_app, fresh_database, server)
     finally:
         output = stop_worker(worker)
     assert exited is None, f"the worker exited ({exited}); it said:\n{output[-4000:]}"
