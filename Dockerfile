@@ -2,6 +2,7 @@
 #
 #   docker build -t nexus .
 #   docker run nexus                                        # gunicorn on :5000
+#   docker run -e NEXUS_SERVER=granian nexus                # granian on :5000
 #   docker run nexus flask --app nexus worker               # RQ worker
 #   docker run nexus flask --app nexus db upgrade           # migrations
 #
@@ -42,4 +43,5 @@ USER 10001:10001
 EXPOSE 5000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:5000/livez', timeout=2)"]
-CMD ["gunicorn", "--config", "/app/gunicorn.conf.py", "nexus.wsgi:app"]
+# gunicorn, or granian with NEXUS_SERVER=granian (nexus.serve).
+CMD ["python", "-m", "nexus.serve"]

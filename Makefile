@@ -31,9 +31,9 @@ dev: $(STAMP) ## Run web + worker on real PostgreSQL and Redis (started here unl
 	$(BIN)/python -m nexus_dev.devstack
 
 .PHONY: serve
-serve: $(STAMP) ## Run the app under gunicorn (JSON logs) on :8000, against the make dev servers
+serve: $(STAMP) ## Run the app under gunicorn (NEXUS_SERVER=granian: granian), JSON logs, on :8000, against the make dev servers
 	GUNICORN_BIND=$${GUNICORN_BIND:-127.0.0.1:8000} NEXUS_LOG_FORMAT=$${NEXUS_LOG_FORMAT:-json} \
-		$(BIN)/gunicorn --config gunicorn.conf.py nexus.wsgi:app
+		$(BIN)/python -m nexus.serve
 
 .PHONY: up
 up: ## Build and start the Docker Compose stack, wait for /healthz, print the URL (needs Docker and python3 only)

@@ -6,16 +6,21 @@ Each contender serves ``GET /livez`` (the same JSON body) with the same number
 of processes on loopback; ``wrk -t2 -c50 --latency`` (Debian's ``wrk``) loads
 one at a time, in an order that alternates each round (A B C, C B A, …) so
 machine noise hits all alike. Reported per contender: the median requests/s
-over the rounds, p50 and p99 latency, and the ratio to FastAPI + uvicorn;
-written to ``data/bench/http.json`` and printed as a table.
+over the rounds, p50 and p99 latency, the ratio to FastAPI + uvicorn and,
+for Nexus, to plain Flask on the same server; written to
+``data/bench/http.json`` and printed as a table.
 
-- **nexus (gunicorn)**: ``make serve``'s gunicorn (``gunicorn.conf.py``),
-  ``WEB_CONCURRENCY`` processes, worker recycling off, rate limits off;
-  ``/livez`` goes through every hook a real route does (request id, access
-  line, metrics, headers). ``make dev``'s PostgreSQL and Redis, or
-  ``DATABASE_URL``/``REDIS_URL``, must be reachable for the app to start.
-- **flask (gunicorn)**: a plain Flask app with the same gunicorn settings.
-- **fastapi (uvicorn)**: FastAPI under uvicorn, installed in ``.venv-bench``
+- **nexus (gunicorn)**: ``make serve`` (``python -m nexus.serve``, gunicorn
+  with ``gunicorn.conf.py``), ``WEB_CONCURRENCY`` processes, worker
+  recycling off, rate limits off; ``/livez`` goes through every hook a real
+  route does (request id, access line, metrics, headers). ``make dev``'s
+  PostgreSQL and Redis, or ``DATABASE_URL``/``REDIS_URL``, must be
+  reachable for the app to start.
+- **nexus (granian)**: ``NEXUS_SERVER=granian make serve``, the same settings.
+- **flask (gunicorn)**, **flask (granian)**: a plain Flask app on the same
+  server packages and settings (granian's derived by ``nexus.serve``).
+- **fastapi (uvicorn)**: FastAPI under uvicorn (``uvicorn[standard]``:
+  httptools, uvloop), installed in ``.venv-bench``
   (``bench/requirements-peers.txt``), never in the service's lock.
 """
 
@@ -34,6 +39,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from nexus.serve import granian_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_VENV = ROOT / ".venv-bench"
@@ -57,33 +64,42 @@ def _free_port() -> int:
 
 
 def contenders(processes: int) -> list[Contender]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GUNICORN_")}
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    gunicorn_env = {
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "GRANIAN_"))}
+    served = {
         **base,
         "WEB_CONCURRENCY": str(processes),
         "GUNICORN_MAX_REQUESTS": "0",
         "NEXUS_RATE_LIMITS_ENABLED": "false",
         "NEXUS_LOG_FORMAT": "json",
     }
+    python = sys.executable
+    gunicorn = str(Path(python).parent / "gunicorn")
+    granian = str(Path(python).parent / "granian")
     return [
-        Contender(
-            "nexus (gunicorn)",
-            [gunicorn, "--config", "gunicorn.conf.py", "nexus.wsgi:app"],
-            gunicorn_env,
-        ),
-        Contender(
-            "flask (gunicorn)",
-            [gunicorn, "--config", "gunicorn.conf.py", "bench.peers.flask_hello:app"],
-            gunicorn_env,
-        ),
-        Contender(
-            "fastapi (uvicorn)",
-            [str(BENCH_VENV / "bin" / "uvicorn"), "bench.peers.fastapi_hello:app",
-             "--workers", str(processes), "--log-level", "warning", "--no-access-log"],
-            base,
-        ),
+        # What `make serve` runs, and `NEXUS_SERVER=granian make serve`.
+        Contender("nexus (gunicorn)", [python, "-m", "nexus.serve"],
+                  {**served, "NEXUS_SERVER": "gunicorn"}),
+        Contender("flask (gunicorn)",
+                  [gunicorn, "--config", "gunicorn.conf.py", "bench.peers.flask_hello:app"],
+                  served),
+        Contender("nexus (granian)", [python, "-m", "nexus.serve"],
+                  {**served, "NEXUS_SERVER": "granian"}),
+        # The same granian settings as nexus.serve derives, for the plain app.
+        Contender("flask (granian)", [granian, "bench.peers.flask_hello:app"],
+                  {**served, "NEXUS_SERVER": "granian"}),
+        Contender("fastapi (uvicorn)",
+                  [str(BENCH_VENV / "bin" / "uvicorn"), "bench.peers.fastapi_hello:app",
+                   "--workers", str(processes), "--log-level", "warning", "--no-access-log"],
+                  base),
     ]  # fmt: skip
+
+
+def _environment(contender: Contender, port: int) -> dict[str, str]:
+    env = {**contender.env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    if contender.argv[0].endswith("granian"):
+        env.update(granian_environment(env))
+        del env["GRANIAN_LOG_CONFIG"]  # the plain app logs nothing of its own
+    return env
 
 
 def _up(port: int) -> bool:
@@ -97,11 +113,9 @@ def _up(port: int) -> bool:
 def run_one(contender: Contender, seconds: int) -> dict[str, float]:
     port = _free_port()
     argv = list(contender.argv)
-    env = dict(contender.env)
+    env = _environment(contender, port)
     if "uvicorn" in argv[0]:
         argv += ["--host", "127.0.0.1", "--port", str(port)]
-    else:
-        env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
     server = subprocess.Popen(
         argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
@@ -162,18 +176,24 @@ def main() -> None:
         order = sides if round_number % 2 == 0 else list(reversed(sides))
         for side in order:
             results[side.name].append(run_one(side, args.seconds))
-    baseline = statistics.median(r["rps"] for r in results["fastapi (uvicorn)"])
+    rps = {name: statistics.median(r["rps"] for r in runs) for name, runs in results.items()}
+    baseline = rps["fastapi (uvicorn)"]
     table = {
         name: {
-            "rps": round(statistics.median(r["rps"] for r in runs)),
+            "rps": round(rps[name]),
             "p50_ms": round(statistics.median(r["p50_ms"] for r in runs), 2),
             "p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 2),
-            "vs_fastapi": round(statistics.median(r["rps"] for r in runs) / baseline, 2),
+            "vs_fastapi": round(rps[name] / baseline, 2),
             "non_2xx": sum(r["non_2xx"] for r in runs),
             "rounds": [round(r["rps"]) for r in runs],
         }
         for name, runs in results.items()
     }
+    # Nexus against plain Flask on the same server: what Nexus's own work costs.
+    for server in ("gunicorn", "granian"):
+        table[f"nexus ({server})"]["vs_flask_same_server"] = round(
+            rps[f"nexus ({server})"] / rps[f"flask ({server})"], 2
+        )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     summary = {
         "processes": args.processes,
@@ -182,11 +202,13 @@ def main() -> None:
         "results": table,
     }
     OUT.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{'contender':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs FastAPI':>10}")
+    header = f"{'contender':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs FastAPI':>10}"
+    print(f"{header} {'vs Flask':>9}")
     for name, row in table.items():
+        same = row.get("vs_flask_same_server", "")
         print(
             f"{name:<20} {row['rps']:>8} {row['p50_ms']:>8} {row['p99_ms']:>8} "
-            f"{row['vs_fastapi']:>10}"
+            f"{row['vs_fastapi']:>10} {same:>9}"
         )
     print(f"written to {OUT.relative_to(ROOT)}")
 

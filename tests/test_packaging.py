@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -11,8 +12,9 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import psutil
 import pytest
 from rq import Worker
 from ruamel.yaml import YAML
@@ -169,21 +171,39 @@ def test_env_example_documents_the_packaging_variables() -> None:
         assert name in documented
 
 
-@pytest.fixture
-def gunicorn(
-    fresh_database: str, subprocess_env: Callable[..., dict[str, str]], tmp_path: Path
-) -> Iterator[tuple[int, Path]]:
+class Served(NamedTuple):
+    port: int
+    log: Path
+    make: subprocess.Popen[bytes]
+
+    def master(self) -> psutil.Process:
+        """The server's own process (the launcher exec'd it), below make and its shell."""
+        for proc in psutil.Process(self.make.pid).children(recursive=True):
+            if proc.name() not in ("sh", "dash", "bash"):
+                return proc  # parents are listed before their children
+        raise AssertionError("no server process under make")
+
+
+@pytest.fixture(params=["gunicorn", "granian"])
+def server(
+    request: pytest.FixtureRequest,
+    fresh_database: str,
+    subprocess_env: Callable[..., dict[str, str]],
+    tmp_path: Path,
+) -> Iterator[Served]:
+    """``make serve`` as a user runs it, under each server ``NEXUS_SERVER`` offers."""
     port = free_port()
-    log_path = tmp_path / "gunicorn.log"
+    log_path = tmp_path / "server.log"
     env = subprocess_env(
         fresh_database,
+        NEXUS_SERVER=request.param,
         GUNICORN_BIND=f"127.0.0.1:{port}",
         WEB_CONCURRENCY="3",
         NEXUS_LOG_FORMAT="json",
     )
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [BIN / "gunicorn", "--config", "gunicorn.conf.py", "nexus.wsgi:app"],
+            ["make", "--no-print-directory", "--silent", "serve"],
             cwd=REPO_ROOT,
             env=env,
             stdout=log,
@@ -194,31 +214,81 @@ def gunicorn(
         wait_for(
             lambda: http_status(f"http://127.0.0.1:{port}/healthz") == 200, timeout=60, interval=0.3
         )
-        yield port, log_path
+        yield Served(port, log_path, process)
     finally:
         stop_process(process, grace=30)
 
 
-def test_gunicorn_serves_with_several_workers_and_one_json_access_line_each(
-    gunicorn: tuple[int, Path],
+def _records(log_path: Path) -> list[dict[str, Any]]:
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]
+
+
+def test_make_serve_runs_several_workers_with_one_json_access_line_each(
+    server: Served,
 ) -> None:
-    port, log_path = gunicorn
-    ids = [f"gunicorn-{n}" for n in range(12)]
+    port, log_path = server.port, server.log
+    ids = [f"serve-{n}" for n in range(12)]
     for request_id in ids:
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/healthz", headers={"X-Request-ID": request_id}
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             assert json.loads(response.read()) == {"status": "ok", "db": "ok", "redis": "ok"}
+            assert response.headers["X-Request-ID"] == request_id
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=5) as response:
+        assert json.loads(response.read()) == {"status": "ok"}
     time.sleep(0.5)  # let the workers flush
-    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
-    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    records = _records(log_path)  # every line is one JSON object
     access = [r for r in records if r["event"] == "http.request" and r["request_id"] in ids]
     assert sorted(r["request_id"] for r in access) == sorted(ids)  # exactly one each
-    booted = [
-        r for r in records if r.get("logger") == "gunicorn.error" and "Booting worker" in r["event"]
+    assert {r["route"] for r in access} == {"/healthz"}
+    # Three worker processes started, each saying so in the app's format.
+    started = [r for r in records if r["event"] == "app.started"] or [
+        r for r in records if "Booting worker" in r["event"] or "Spawning worker" in r["event"]
     ]
-    assert len(booted) == 3
+    assert len(started) == 3, records
+    # /metrics adds up every process's counts.
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        exposition = response.read().decode()
+    healthz = re.search(
+        r'nexus_http_requests_total\{method="GET",route="/healthz",status="200"\} ([\d.]+)',
+        exposition,
+    )
+    assert healthz is not None
+    assert float(healthz.group(1)) >= 12
+
+
+def test_make_serve_finishes_a_request_in_flight_when_told_to_stop(
+    server: Served,
+) -> None:
+    port = server.port
+    body = b'{"email": "nobody@example.com", "password": "not-the-password-1"}'
+    head = LOGIN + f"Content-Length: {len(body)}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body[:10])  # the request is in the app, reading its body
+        time.sleep(1)
+        server.master().send_signal(signal.SIGTERM)  # as docker stop signals PID 1
+        time.sleep(1)
+        sock.sendall(body[10:])
+        answer = _read_response(sock)
+    assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]
+    assert b"application/problem+json" in answer
+    # ...and then the server exits.
+    assert server.make.wait(timeout=40) == 0
+
+
+def test_make_serve_refuses_an_unknown_server(
+    subprocess_env: Callable[..., dict[str, str]], fresh_database: str
+) -> None:
+    env = subprocess_env(fresh_database, NEXUS_SERVER="waitress")
+    result = subprocess.run(
+        ["make", "--no-print-directory", "serve"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "NEXUS_SERVER must be one of gunicorn, granian, not 'waitress'" in result.stderr
 
 
 def test_worker_health_command(
@@ -242,7 +312,7 @@ def test_worker_health_command(
 
 
 def _raw(port: int, request: bytes, *, more: bytes | None = None) -> tuple[bytes, bytes | None]:
-    """Send raw bytes to gunicorn; the first response, and the answer to ``more`` on the
+    """Send raw bytes to the server; the first response, and the answer to ``more`` on the
     same connection (``b""`` if the server closed it, ``None`` if not asked)."""
     with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
         sock.sendall(request)
@@ -286,9 +356,9 @@ HEALTH = b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def test_a_chunked_body_over_the_limit_is_413_and_the_connection_stays_sane(
-    gunicorn: tuple[int, Path],
+    server: Served,
 ) -> None:
-    port, _ = gunicorn
+    port = server.port
     limit = 1_048_576  # NEXUS_MAX_BODY_BYTES's default
     head = b'{"email": "a@example.com", "password": "not-the-password-1"}'
     body = head + b" " * (limit - len(head)) + b"x" * (2 * limit)
@@ -301,8 +371,8 @@ def test_a_chunked_body_over_the_limit_is_413_and_the_connection_stays_sane(
     assert then == b"" or then.startswith(b"HTTP/1.1 200 "), then
 
 
-def test_malformed_chunked_framing_is_a_400_problem(gunicorn: tuple[int, Path]) -> None:
-    port, _ = gunicorn
+def test_malformed_chunked_framing_is_a_400_problem(server: Served) -> None:
+    port = server.port
     first, _ = _raw(port, LOGIN + b"Transfer-Encoding: chunked\r\n\r\nZZZ\r\n{}\r\n0\r\n\r\n")
     assert first.startswith(b"HTTP/1.1 400 "), first[:300]
     assert b"application/problem+json" in first

@@ -8,5 +8,5 @@ app = FastAPI()
 
 
 @app.get("/livez")
-def livez() -> dict[str, str]:
+async def livez() -> dict[str, str]:
     return {"status": "ok"}

@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None, domains: Sequence[Domain] = DOM
     app.extensions["nexus.settings"] = settings
     app.extensions[SETTINGS_KEY] = load_domain_settings(domains, settings.env)
     register_extensions(app, settings)
-    register_request_hooks(app)
+    register_request_hooks(app, settings)
     register_blueprints(app)
     register_domains(app, domains)
     register_errorhandlers(app, domains)
@@ -90,8 +90,8 @@ def register_extensions(app: Flask, settings: Settings) -> None:
     metrics_infra.add_collector(app, metrics_infra.RedisUp(quick))
 
 
-def register_request_hooks(app: Flask) -> None:
-    request_context.init_app(app)
+def register_request_hooks(app: Flask, settings: Settings) -> None:
+    request_context.init_app(app, security.ResponseHeaders(settings))
 
 
 def register_blueprints(app: Flask) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from flask import Flask, g
+import structlog
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from nexus.infrastructure import context
 from tests.support import capture_logs
 
 
@@ -49,14 +52,18 @@ def test_exactly_one_access_line_per_request(client: FlaskClient) -> None:
 def test_access_line_carries_the_user_when_known(make_app: Callable[..., Flask]) -> None:
     app = make_app()
 
+    user = uuid.uuid4()
+
     @app.before_request
     def _pretend_authenticated() -> None:
-        g.user_id = "user-42"
+        context.bind(user_id=user)  # what authentication does
 
     with capture_logs() as logs:
         app.test_client().get("/livez")
-    [access] = [entry for entry in logs if entry["event"] == "http.request"]
-    assert access["user_id"] == "user-42"
+        app.test_client().get("/livez")
+    first, second = [entry for entry in logs if entry["event"] == "http.request"]
+    assert first["user_id"] == second["user_id"] == str(user)
+    assert first["request_id"] != second["request_id"]
 
 
 def test_every_line_of_a_request_carries_its_id(client: FlaskClient) -> None:
@@ -93,3 +100,27 @@ def test_oversized_body_gets_a_413_document_not_a_reset(live_server: BaseWSGISer
     assert response.getheader("Content-Type") == "application/problem+json"
     assert body["code"] == "E_PAYLOAD_TOO_LARGE"
     assert body["request_id"] == response.getheader("X-Request-ID")
+
+
+def test_nothing_a_request_binds_outlives_it(make_app: Callable[..., Flask]) -> None:
+    # gunicorn's and granian's threads serve request after request: what one
+    # binds into the log context or its scope must not reach the next.
+    app = make_app()
+    calls = iter([True, False])
+
+    @app.before_request
+    def _bind_on_first_only() -> None:
+        if next(calls):
+            structlog.contextvars.bind_contextvars(tenant="acme")
+            context.bind(user_id=uuid.uuid4())
+
+    client = app.test_client()
+    with capture_logs() as logs:
+        client.get("/livez")
+        client.get("/livez")
+    first, second = [entry for entry in logs if entry["event"] == "http.request"]
+    assert first["tenant"] == "acme"
+    assert "user_id" in first
+    assert "tenant" not in second
+    assert "user_id" not in second
+    assert context.user_id() is None  # nor the caller's context

@@ -250,7 +250,7 @@ def token_claims() -> dict[str, Any]:
 def audit_context() -> AuditContext:
     """Who is acting (if anyone has authenticated) and from where, for audit rows."""
     user: CurrentUser | None = None
-    if g.get("auth_state") is not None and g.get("user_id") is not None:
+    if g.get("auth_state") is not None and context.user_id() is not None:
         user = current()
     return AuditContext(
         actor_id=user.id if user else None,

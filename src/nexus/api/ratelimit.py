@@ -180,7 +180,8 @@ def init_app(app: Flask, settings: Settings, redis: Redis) -> None:
             wrapped = limit(wrapped)
         app.view_functions[endpoint] = wrapped
     app.extensions[EXTENSION_KEY] = limiter
-    app.after_request(_rate_limit_headers)
+    if settings.rate_limits_enabled:
+        app.after_request(_rate_limit_headers)
 
 
 def _rate_limit_headers(response: Response) -> Response:

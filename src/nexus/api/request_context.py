@@ -1,15 +1,27 @@
 """Per-request context: the request id, the body-size check, the one access line.
 
-A view may accept larger bodies than ``NEXUS_MAX_BODY_BYTES`` (an upload
-route): ``@body_limit(lambda: ...)`` names its own limit, applied to that
-route only, before the body is read, however it is framed.
+Most of it is a WSGI middleware around Flask, so it costs what it does and
+no more: it reads the request's environ and adds to the response's header
+list rather than building werkzeug objects, and it runs once per request
+whatever Flask does inside (a 404, a 500, an error handler's answer).
 
 Every request gets a ``request_id`` — the client's ``X-Request-ID`` when it is
-well formed, else a new UUID — bound into the log context (so every line the
-request logs carries it), stored on ``g`` (problem documents quote it) and
-echoed in the response. After the response is built, exactly one access line
-is logged: method, route, path, status, duration_ms, the client's address
-and the user id when one is known (``g.user_id``, set by authentication).
+well formed, else a new UUID — opened as the request's scope
+(:mod:`nexus.infrastructure.context`: problem documents, audit rows and jobs
+quote it), bound into the log context (so every line the request logs
+carries it) and echoed in the response, which also gets the security
+headers (:class:`nexus.api.security.ResponseHeaders`). Each request runs in
+a copy of the caller's context, so nothing it binds outlives it. When Flask
+has answered, the request is counted (``nexus_http_requests_total``, the
+latency histogram, in flight) and exactly one access line is logged:
+method, route, path, status, duration_ms, the client's address and the
+user id when authentication found one.
+
+A view may accept larger bodies than ``NEXUS_MAX_BODY_BYTES`` (an upload
+route): ``@body_limit(lambda: ...)`` names its own limit, applied to that
+route only, before the body is read, however it is framed. That check, and
+noting the matched route's template for the access line, is the one part
+that runs inside Flask (a ``before_request`` hook: only Flask knows the route).
 """
 
 from __future__ import annotations
@@ -17,20 +29,29 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable
+from contextvars import copy_context
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from nexus.config import current_settings
 from nexus.infrastructure import context, metrics
 from nexus.infrastructure.logging import get_logger
+from nexus.infrastructure.tracing import TRACE_IDS_KEY
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+    from nexus.api.security import ResponseHeaders
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Where the before_request hook leaves the route's template for the middleware.
+ROUTE_KEY = "nexus.route"
 # Printable, log-safe and bounded: anything else is replaced, never echoed.
-_WELL_FORMED_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_WELL_FORMED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}").fullmatch
 log = get_logger("nexus.access")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,67 +66,102 @@ def body_limit(limit: Callable[[], int]) -> Callable[[F], F]:
     return decorator
 
 
-def _limit_for(endpoint: str | None) -> int:
-    view = current_app.view_functions.get(endpoint or "")
-    own: Callable[[], int] | None = getattr(view, "body_limit", None)
-    return own() if own is not None else current_settings().max_body_bytes
+class RequestContext:
+    """The middleware: scope, request id, headers, metrics and the access line."""
+
+    def __init__(self, app: WSGIApplication, headers: ResponseHeaders) -> None:
+        self.app = app
+        self.headers = headers
+        # (route, method, status) -> the counter's child: labels() takes a lock.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return copy_context().run(self._handle, environ, start_response)
+
+    def _handle(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        started = time.perf_counter()
+        offered = environ.get("HTTP_X_REQUEST_ID")
+        if offered and _WELL_FORMED_REQUEST_ID(offered):
+            request_id: str = offered
+        else:
+            request_id = str(uuid.uuid4())
+        scope = context.open_scope(request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        status = 500
+        apply_headers = self.headers.apply
+
+        def respond(
+            status_line: str,
+            headers: list[tuple[str, str]],
+            exc_info: OptExcInfo | None = None,
+            /,
+        ) -> Callable[[bytes], object]:
+            nonlocal status
+            status = int(status_line[:3])
+            headers.append((REQUEST_ID_HEADER, request_id))
+            apply_headers(environ, headers)
+            return start_response(status_line, headers, exc_info)
+
+        metrics.HTTP_IN_FLIGHT.inc()
+        try:
+            body = self.app(environ, respond)
+        finally:
+            metrics.HTTP_IN_FLIGHT.dec()
+        elapsed = time.perf_counter() - started
+        route: str | None = environ.get(ROUTE_KEY)
+        method = environ.get("REQUEST_METHOD", "")
+        self._count(route or "<unmatched>", metrics.method_label(method), status, elapsed)
+        fields: dict[str, Any] = {
+            "method": method,
+            "route": route,
+            # PEP 3333 hands the path over as latin-1; the client sent UTF-8.
+            "path": environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "replace"),
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            # The address the audit log and the rate limiter see too (ProxyFix).
+            "client": environ.get("REMOTE_ADDR"),
+        }
+        if scope.user_id is not None:
+            fields["user_id"] = str(scope.user_id)
+        trace_ids = environ.get(TRACE_IDS_KEY)
+        if trace_ids is not None:
+            fields["trace_id"], fields["span_id"] = trace_ids
+        log.info("http.request", **fields)
+        return body
+
+    def _count(self, route: str, method: str, status: int, elapsed: float) -> None:
+        counter = self._counted.get((route, method, status))
+        if counter is None:
+            counter = metrics.HTTP_REQUESTS.labels(route=route, method=method, status=str(status))
+            self._counted[(route, method, status)] = counter
+        counter.inc()
+        histogram = self._timed.get((route, method))
+        if histogram is None:
+            histogram = metrics.HTTP_LATENCY.labels(route=route, method=method)
+            self._timed[(route, method)] = histogram
+        histogram.observe(elapsed)
 
 
-def _begin_request() -> None:
-    structlog.contextvars.clear_contextvars()
-    offered = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = offered if _WELL_FORMED_REQUEST_ID.match(offered) else str(uuid.uuid4())
-    context.bind(request_id=request_id)
-    g.request_started = time.perf_counter()
-    metrics.HTTP_IN_FLIGHT.inc()
-    g.in_flight = True
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    # Refuse an oversized body before any view reads it, whether or not the
-    # view would have; werkzeug enforces the same limit on chunked bodies.
-    limit = _limit_for(request.endpoint)
-    request.max_content_length = limit
-    length = request.content_length
-    if length is not None and length > limit:
-        raise RequestEntityTooLarge
+def init_app(app: Flask, headers: ResponseHeaders) -> None:
+    """Wrap ``app``'s WSGI callable in :class:`RequestContext`; check bodies in Flask."""
+    views = app.view_functions
 
+    def route_and_body_limit() -> None:
+        rule = request.url_rule
+        if rule is not None:
+            request.environ[ROUTE_KEY] = rule.rule
+            own: Callable[[], int] | None = getattr(views.get(rule.endpoint), "body_limit", None)
+            if own is not None:
+                request.max_content_length = own()
+        # Refuse an oversized body before any view reads it, whether or not
+        # the view would have; werkzeug enforces the same limit on chunked
+        # bodies as they are read.
+        length = request.content_length
+        if length is not None:
+            limit = request.max_content_length
+            if limit is not None and length > limit:
+                raise RequestEntityTooLarge
 
-def _finish_request(response: Response) -> Response:
-    request_id = context.request_id()
-    if request_id is not None:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    started = g.get("request_started")
-    elapsed = time.perf_counter() - started if started else None
-    duration_ms = round(elapsed * 1000, 2) if elapsed is not None else None
-    rule = request.url_rule
-    # The route's template, never the raw path: label values stay bounded.
-    route = rule.rule if rule is not None else "<unmatched>"
-    method = metrics.method_label(request.method)
-    metrics.HTTP_REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
-    if elapsed is not None:
-        metrics.HTTP_LATENCY.labels(route=route, method=method).observe(elapsed)
-    fields = {
-        "method": request.method,
-        "route": rule.rule if rule is not None else None,
-        "path": request.path,
-        "status": response.status_code,
-        "duration_ms": duration_ms,
-        # The address the audit log and the rate limiter see too (ProxyFix).
-        "client": request.remote_addr,
-    }
-    user_id = context.user_id()
-    if user_id is not None:
-        fields["user_id"] = str(user_id)
-    log.info("http.request", **fields)
-    return response
-
-
-def _end_request(_exc: BaseException | None) -> None:
-    if g.pop("in_flight", False):
-        metrics.HTTP_IN_FLIGHT.dec()
-    structlog.contextvars.clear_contextvars()
-
-
-def init_app(app: Flask) -> None:
-    app.before_request(_begin_request)
-    app.after_request(_finish_request)
-    app.teardown_request(_end_request)
+    app.before_request(route_and_body_limit)
+    app.wsgi_app = RequestContext(app.wsgi_app, headers)  # type: ignore[method-assign]

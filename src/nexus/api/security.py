@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Request, Response
 from flask.sessions import NullSession, SessionInterface, SessionMixin
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -60,10 +60,49 @@ class NoSessions(SessionInterface):
         return None
 
 
+class ResponseHeaders:
+    """The security headers of every response, worked out once from the settings.
+
+    Applied by the request middleware (:mod:`nexus.api.request_context`) to
+    the header list as the response starts: a header the view set itself
+    (``/docs``'s policy, say) is kept, except ``Cache-Control``, which an
+    answer to a credentialed request always gets as ``no-store``.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        defaults = [
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("X-Frame-Options", "DENY"),
+        ]
+        if settings.hsts_seconds:
+            hsts = f"max-age={settings.hsts_seconds}; includeSubDomains"
+            defaults.append(("Strict-Transport-Security", hsts))
+        self._defaults = [(name.lower(), name, value) for name, value in defaults]
+
+    def apply(self, environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
+        """Add the headers to ``headers`` (a WSGI response's list, changed in place)."""
+        present = {name.lower() for name, _ in headers}
+        for key, name, value in self._defaults:
+            if key not in present:
+                headers.append((name, value))
+        path: str = environ.get("PATH_INFO", "")
+        if "content-security-policy" not in present:
+            docs = path == "/docs" or path.startswith("/docs/")
+            headers.append(("Content-Security-Policy", DOCS_POLICY if docs else JSON_POLICY))
+        if "HTTP_AUTHORIZATION" in environ or path.startswith(_CREDENTIAL_PATHS):
+            if "cache-control" in present or "pragma" in present:
+                headers[:] = [h for h in headers if h[0].lower() not in ("cache-control", "pragma")]
+            headers.append(("Cache-Control", "no-store"))
+            headers.append(("Pragma", "no-cache"))
+
+
 def init_app(app: Flask, settings: Settings) -> None:
+    """No cookie session; proxies and CORS as configured (headers: :class:`ResponseHeaders`)."""
     app.session_interface = NoSessions()
     if settings.trusted_proxies:
         hops = settings.trusted_proxies
+        # Outside the request middleware, which then logs the client's address.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     origins = settings.cors_origin_list
     if origins:
@@ -75,20 +114,3 @@ def init_app(app: Flask, settings: Settings) -> None:
             expose_headers=EXPOSED_HEADERS,
             max_age=600,
         )
-    hsts = f"max-age={settings.hsts_seconds}; includeSubDomains" if settings.hsts_seconds else None
-
-    @app.after_request
-    def _security_headers(response: Response) -> Response:
-        headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Frame-Options", "DENY")
-        if "Content-Security-Policy" not in headers:
-            docs = request.path == "/docs" or request.path.startswith("/docs/")
-            headers["Content-Security-Policy"] = DOCS_POLICY if docs else JSON_POLICY
-        if "Authorization" in request.headers or request.path.startswith(_CREDENTIAL_PATHS):
-            headers["Cache-Control"] = "no-store"
-            headers["Pragma"] = "no-cache"
-        if hsts is not None:
-            headers.setdefault("Strict-Transport-Security", hsts)
-        return response

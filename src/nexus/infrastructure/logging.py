@@ -5,23 +5,33 @@ renderer choice (console locally, one JSON object per line in staging/prod)
 and the stdlib bridge through ``ProcessorFormatter``, so werkzeug, SQLAlchemy,
 Alembic, RQ and gunicorn records look like ours and carry the same
 ``request_id``. Redaction lives here so that no caller can forget it.
-Imports no feature package.
+
+Nexus's own lines (the access line of every request among them) take the
+short road: structlog's native bound logger renders them (JSON by orjson)
+and writes the line to stderr itself, never through stdlib ``logging``'s
+records, handlers and formatters. Loggers are cached on first use; the
+chain they share is one list, changed in place when logging is configured
+again (tests do), and the level is checked by a processor, so a cached
+logger follows every change. Imports no feature package.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import sys
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import orjson
 import structlog
 import structlog.tracebacks
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from nexus.config import Settings
+from nexus.config import Settings, load_settings
 
 REDACTED = "[REDACTED]"
 # Keys whose values are never logged, wherever they appear in an event.
@@ -68,12 +78,22 @@ def _redact_value(key: str, value: Any) -> Any:
     return value
 
 
+# Fields the logging chain itself writes, never from outside: nothing to mask.
+_OWN_KEYS = frozenset({"timestamp", "level", "logger", "request_id", "trace_id", "span_id"})
+
+
 def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Processor: mask secrets by key name and by shape, before any renderer."""
-    for key, value in list(event_dict.items()):
-        if key == "exc_info":
+    for key, value in event_dict.items():  # values change in place; keys never do
+        if key in _OWN_KEYS or key == "exc_info":
             continue
-        event_dict[key] = _redact_value(key, value)
+        if _is_sensitive_key(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, str):
+            if _MAY_BE_SENSITIVE.search(value):
+                event_dict[key] = redact_text(value)
+        elif isinstance(value, Mapping):
+            event_dict[key] = _redact_value(key, value)
     return event_dict
 
 
@@ -104,7 +124,7 @@ class _DropWerkzeugAccessLines(logging.Filter):
         return not (isinstance(record.msg, str) and " - - [" in record.msg)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever ``sys.stderr`` is when a record is emitted.
 
     A handler that kept the stream it was built with would write to a closed
@@ -151,46 +171,124 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
-def configure_logging(settings: Settings) -> None:
-    """Route structlog and the stdlib root logger through one chain to stderr.
+def _dumps(event_dict: Any, **_kw: Any) -> str:
+    """One JSON object; values orjson cannot take (a 5,000-digit int, a set) as their repr."""
+    try:
+        rendered: bytes = orjson.dumps(event_dict, default=repr)
+        return rendered.decode()
+    except TypeError:
+        return json.dumps(event_dict, default=repr)
 
-    Safe to call more than once (tests build many apps): it replaces, never
-    stacks, the root handler.
+
+class _StderrLogger:
+    """Writes each rendered line to whatever ``sys.stderr`` is when it is logged.
+
+    One write per line under a lock, so lines from threads never interleave;
+    never a stream kept from configuration time (see :class:`StderrHandler`).
     """
-    shared = _shared_processors()
-    renderer: Processor
-    final: list[Processor]
-    if settings.json_logs:
-        renderer = structlog.processors.JSONRenderer()
-        final = [
+
+    _lock = threading.Lock()
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or "nexus"
+
+    def msg(self, message: str) -> None:
+        with self._lock:
+            sys.stderr.write(message + "\n")
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+_threshold = logging.INFO
+
+
+def _filter_by_level(_logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    # A processor, not a filtering wrapper class: cached loggers follow a new level.
+    if _LEVELS.get(method, logging.INFO) < _threshold:
+        raise structlog.DropEvent
+    return event_dict
+
+
+def _add_logger_name(logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    event_dict["logger"] = logger.name
+    return event_dict
+
+
+def _final_processors(*, json_logs: bool) -> list[Processor]:
+    if json_logs:
+        return [
             # Frame locals may hold passwords and tokens: never render them.
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
             _redact_rendered_exception,
-            renderer,
+            structlog.processors.JSONRenderer(serializer=_dumps),
         ]
-    else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
-        final = [structlog.processors.format_exc_info, _redact_rendered_exception, renderer]
-    structlog.configure(
-        processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
-        ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        # Caching is a production speed-up; tests reconfigure structlog to
-        # capture logs, which cached loggers would ignore.
-        cache_logger_on_first_use=settings.env.is_deployed,
-    )
-    formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.PositionalArgumentsFormatter()],
+    return [
+        structlog.processors.format_exc_info,
+        _redact_rendered_exception,
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+    ]
+
+
+def _stdlib_formatter(final: list[Processor]) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*_shared_processors(), structlog.stdlib.PositionalArgumentsFormatter()],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
     )
-    handler = _StderrHandler()
-    handler.setFormatter(formatter)
+
+
+def stdlib_formatter() -> logging.Formatter:
+    """The formatter of stdlib records, as the environment's settings ask (for servers' configs).
+
+    granian's logging configuration names it, so the server's own lines
+    (workers started, stopped) look like the app's.
+    """
+    return _stdlib_formatter(_final_processors(json_logs=load_settings().json_logs))
+
+
+# The one list every cached logger holds; configure_logging changes it in place.
+_PROCESSORS: list[Processor] = []
+
+
+def configure_logging(settings: Settings) -> None:
+    """Route structlog and the stdlib root logger through one chain to stderr.
+
+    Safe to call more than once (tests build many apps): it replaces, never
+    stacks, the root handler, and cached loggers take the new chain.
+    """
+    global _threshold  # noqa: PLW0603 - one level per process
+    _threshold = logging.getLevelName(settings.log_level)
+    final = _final_processors(json_logs=settings.json_logs)
+    _PROCESSORS[:] = [
+        _filter_by_level,
+        structlog.contextvars.merge_contextvars,
+        add_trace_ids,
+        _add_logger_name,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        redact,
+        *final,
+    ]
+    structlog.configure(
+        processors=_PROCESSORS,
+        logger_factory=_StderrLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=True,
+    )
+    handler = StderrHandler()
+    handler.setFormatter(_stdlib_formatter(final))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level)
@@ -207,7 +305,10 @@ def configure_logging(settings: Settings) -> None:
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+Logger = structlog.typing.FilteringBoundLogger
+
+
+def get_logger(name: str) -> Logger:
     """A structlog logger named like the module that uses it."""
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    logger: Logger = structlog.get_logger(name)
     return logger

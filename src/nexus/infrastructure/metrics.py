@@ -23,6 +23,8 @@ scrape, in the process that serves it. Imports no feature package.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import threading
 from collections.abc import Iterable
@@ -218,9 +220,34 @@ def render(app: Flask) -> bytes:
     return generate_latest(process_registry()) + generate_latest(scraped)
 
 
+def reap_dead_processes(directory: str) -> None:
+    """Drop the live gauges of processes that are gone (their counts stay).
+
+    gunicorn says when a worker exits (``child_exit``); granian has no such
+    hook, so each scrape looks for files of live gauges whose process no
+    longer runs: a restarted worker's requests in flight are not counted forever.
+    """
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = path.rsplit("_", 1)[-1].removesuffix(".db")
+        if pid.isdigit() and not _running(int(pid)):
+            with contextlib.suppress(FileNotFoundError):  # another scrape was first
+                multiprocess.mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not ours to judge
+    return True
+
+
 def process_registry() -> CollectorRegistry:
     """The counted metrics: every process's (multiprocess mode), else this process's."""
-    if os.environ.get(MULTIPROC_ENV):
+    if directory := os.environ.get(MULTIPROC_ENV):
+        reap_dead_processes(directory)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return registry

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import Flask
+from flask import Flask, Response, request
 from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -38,6 +38,8 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from nexus.infrastructure.logging import get_logger, log_trace_ids
 
 EXTENSION_KEY = "nexus.tracer_provider"
+# Where a traced request's ids wait for its access line, written after its span ends.
+TRACE_IDS_KEY = "nexus.trace_ids"
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 _PROPAGATOR = TraceContextTextMapPropagator()
 # Set once tracing is installed in this process: the log processor's switch.
@@ -67,6 +69,8 @@ def install(app: Flask, exporter: SpanExporter, *, batch: bool = False) -> Trace
         BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
     )
     FlaskInstrumentor().instrument_app(app, tracer_provider=provider)  # type: ignore[no-untyped-call]
+    if _note_trace_ids not in app.after_request_funcs.get(None, []):
+        app.after_request(_note_trace_ids)
     engine = app.extensions["nexus.database"].engine
     SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
     instrumentor = RedisInstrumentor()
@@ -121,6 +125,13 @@ def job_span(name: str, traceparent: str | None, **attributes: Any) -> Iterator[
     finally:
         # A work horse exits with os._exit: what it traced must leave first.
         _provider.force_flush(timeout_millis=5000)
+
+
+def _note_trace_ids(response: Response) -> Response:
+    """Leave the request span's ids for the access line (nexus.api.request_context)."""
+    if _provider is not None and (ids := _current_ids()) is not None:
+        request.environ[TRACE_IDS_KEY] = ids
+    return response
 
 
 def _current_ids() -> tuple[str, str] | None:

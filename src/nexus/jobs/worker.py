@@ -257,13 +257,15 @@ class _AppWorkerMixin(BaseWorker):
                 job.cancel()
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
-        with self.app.app_context():
-            meta = job.meta or {}
+        meta = job.meta or {}
+        with (
+            self.app.app_context(),
             # Work this job enqueues carries the same origin on.
-            context.bind(
+            context.scope(
                 request_id=meta.get("request_id") or None,
                 user_id=_uuid_or_none(meta.get("user_id")),
-            )
+            ),
+        ):
             # The enqueuing request's id joins its logs with the job's.
             structlog.contextvars.bind_contextvars(
                 job_id=job.id,
