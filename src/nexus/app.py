@@ -27,6 +27,7 @@ from nexus.api import (
     request_context,
     security,
 )
+from nexus.api.application import NexusFlask
 from nexus.config import ConfigError, Settings, load_settings
 from nexus.domain import SETTINGS_KEY, Domain, load_domain_settings, subscribers_of
 from nexus.domains import DOMAINS
@@ -43,7 +44,7 @@ def create_app(settings: Settings | None = None, domains: Sequence[Domain] = DOM
     """Build a Nexus app from ``settings`` (default: the environment) and ``domains``."""
     settings = settings or load_settings()
     configure_logging(settings)
-    app = Flask(__name__)
+    app = NexusFlask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key.get_secret_value() if settings.secret_key else "",
         MAX_CONTENT_LENGTH=settings.max_body_bytes,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import multiprocessing
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from nexus.api.request_context import new_request_id
 from nexus.infrastructure import context
 from tests.support import capture_logs
 
@@ -124,3 +126,22 @@ def test_nothing_a_request_binds_outlives_it(make_app: Callable[..., Flask]) -> 
     assert "tenant" not in second
     assert "user_id" not in second
     assert context.user_id() is None  # nor the caller's context
+
+
+def test_generated_request_ids_are_version_4_uuids_unique_across_forked_workers() -> None:
+    # gunicorn and granian fork their workers from one process: each must
+    # draw its own ids, not repeat its siblings'.
+    context_ = multiprocessing.get_context("fork")
+    with context_.Pool(3) as pool:
+        drawn = pool.map(_draw_ids, [200, 200, 200])
+    ids = [request_id for batch in drawn for request_id in batch]
+    assert len(set(ids)) == len(ids) == 600
+    for request_id in ids:
+        parsed = uuid.UUID(request_id)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert str(parsed) == request_id
+
+
+def _draw_ids(count: int) -> list[str]:
+    return [new_request_id() for _ in range(count)]

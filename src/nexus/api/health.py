@@ -10,6 +10,7 @@ the process from exiting.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -124,9 +125,12 @@ class Health(BaseModel):
 @responds(200, Liveness, envelope="bare", outage=False)
 def livez() -> Response:
     """The process is up and serving; touches no dependency."""
-    response = jsonify({"status": "ok"})
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    # The answer never changes: its bytes are made once, not serialised per probe.
+    return Response(_ALIVE, content_type="application/json", headers=_ALIVE_HEADERS)
+
+
+_ALIVE = json.dumps({"status": "ok"}, separators=(",", ":")).encode() + b"\n"
+_ALIVE_HEADERS = {"Cache-Control": "no-store"}
 
 
 @bp.get("/healthz")

@@ -17,12 +17,13 @@ logger follows every change. Imports no feature package.
 
 from __future__ import annotations
 
-import functools
+import datetime
 import json
 import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -49,22 +50,29 @@ _SENSITIVE_TEXT = (
 
 
 # Every pattern above needs one of these; most values (a path, a status, an
-# id) have none, and one search rules out all three substitutions.
-_MAY_BE_SENSITIVE = re.compile(r"(?i)bearer|basic|://|passw|pwd")
+# id) have none, and five substring tests (cheaper than one regex search)
+# rule out all three substitutions.
+def _may_be_sensitive(text: str) -> bool:
+    lowered = text.lower()
+    return (
+        "://" in lowered
+        or "bearer" in lowered
+        or "basic" in lowered
+        or "passw" in lowered
+        or "pwd" in lowered
+    )
 
 
 def redact_text(text: str) -> str:
     """``text`` with bearer tokens, URL passwords and ``password=`` values masked."""
-    if not _MAY_BE_SENSITIVE.search(text):
+    if not _may_be_sensitive(text):
         return text
     for pattern, replacement in _SENSITIVE_TEXT:
         text = pattern.sub(replacement, text)
     return text
 
 
-@functools.lru_cache(maxsize=1024)
 def _is_sensitive_key(key: str) -> bool:
-    # Cached: events reuse a small set of keys, and every request logs one.
     return _SENSITIVE_KEY.search(key) is not None
 
 
@@ -79,21 +87,36 @@ def _redact_value(key: str, value: Any) -> Any:
 
 
 # Fields the logging chain itself writes, never from outside: nothing to mask.
-_OWN_KEYS = frozenset({"timestamp", "level", "logger", "request_id", "trace_id", "span_id"})
+_OWN_KEYS = frozenset(
+    {"timestamp", "level", "logger", "request_id", "trace_id", "span_id", "exc_info"}
+)
+_SKIP, _MASK, _CHECK = 0, 1, 2
+# What to do with each key, worked out once: events reuse a small set of keys,
+# and every request logs one line. Bounded, in case keys come from data.
+_VERDICTS: dict[str, int] = {}
+
+
+def _verdict(key: str) -> int:
+    verdict = _SKIP if key in _OWN_KEYS else _MASK if _is_sensitive_key(key) else _CHECK
+    if len(_VERDICTS) < 4096:
+        _VERDICTS[key] = verdict
+    return verdict
 
 
 def redact(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     """Processor: mask secrets by key name and by shape, before any renderer."""
     for key, value in event_dict.items():  # values change in place; keys never do
-        if key in _OWN_KEYS or key == "exc_info":
-            continue
-        if _is_sensitive_key(key):
+        verdict = _VERDICTS.get(key)
+        if verdict is None:
+            verdict = _verdict(key)
+        if verdict == _CHECK:
+            if isinstance(value, str):
+                if _may_be_sensitive(value):
+                    event_dict[key] = redact_text(value)
+            elif isinstance(value, Mapping):
+                event_dict[key] = _redact_value(key, value)
+        elif verdict == _MASK:
             event_dict[key] = REDACTED
-        elif isinstance(value, str):
-            if _MAY_BE_SENSITIVE.search(value):
-                event_dict[key] = redact_text(value)
-        elif isinstance(value, Mapping):
-            event_dict[key] = _redact_value(key, value)
     return event_dict
 
 
@@ -212,15 +235,32 @@ _LEVELS = {
 _threshold = logging.INFO
 
 
-def _filter_by_level(_logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+_LEVEL_NAMES = {"warn": "warning", "exception": "error", "fatal": "critical"}
+# The timestamp's whole seconds, formatted once per second.
+_second: tuple[int, str] = (-1, "")
+
+
+def _timestamp() -> str:
+    """Now, in UTC, as ISO 8601 with microseconds (structlog's TimeStamper's format)."""
+    global _second  # noqa: PLW0603 - a one-entry cache; a tuple swap is atomic
+    now = time.time()
+    whole = int(now)
+    if _second[0] != whole:
+        formatted = datetime.datetime.fromtimestamp(whole, datetime.UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+        _second = (whole, formatted)
+    return f"{_second[1]}.{int((now - whole) * 1_000_000):06d}Z"
+
+
+def _stamp(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """Level filter, logger name, level and timestamp: one processor, not four."""
     # A processor, not a filtering wrapper class: cached loggers follow a new level.
     if _LEVELS.get(method, logging.INFO) < _threshold:
         raise structlog.DropEvent
-    return event_dict
-
-
-def _add_logger_name(logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
     event_dict["logger"] = logger.name
+    event_dict["level"] = _LEVEL_NAMES.get(method, method)
+    event_dict["timestamp"] = _timestamp()
     return event_dict
 
 
@@ -271,12 +311,9 @@ def configure_logging(settings: Settings) -> None:
     _threshold = logging.getLevelName(settings.log_level)
     final = _final_processors(json_logs=settings.json_logs)
     _PROCESSORS[:] = [
-        _filter_by_level,
+        _stamp,
         structlog.contextvars.merge_contextvars,
         add_trace_ids,
-        _add_logger_name,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         redact,
         *final,
