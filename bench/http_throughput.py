@@ -20,8 +20,11 @@ for Nexus, to plain Flask on the same server; written to
 - **flask (gunicorn)**, **flask (granian)**: a plain Flask app on the same
   server packages and settings (granian's derived by ``nexus.serve``).
 - **fastapi (uvicorn)**: FastAPI under uvicorn (``uvicorn[standard]``:
-  httptools, uvloop), installed in ``.venv-bench``
-  (``bench/requirements-peers.txt``), never in the service's lock.
+  httptools, uvloop), its handler a plain ``def`` (the baseline the ratios
+  are taken against, as in the performance issue); **fastapi async
+  (uvicorn)**: the same with ``async def``, FastAPI's fastest path. Both in
+  ``.venv-bench`` (``bench/requirements-peers.txt``), never in the
+  service's lock.
 """
 
 from __future__ import annotations
@@ -89,6 +92,10 @@ def contenders(processes: int) -> list[Contender]:
                   {**served, "NEXUS_SERVER": "granian"}),
         Contender("fastapi (uvicorn)",
                   [str(BENCH_VENV / "bin" / "uvicorn"), "bench.peers.fastapi_hello:app",
+                   "--workers", str(processes), "--log-level", "warning", "--no-access-log"],
+                  base),
+        Contender("fastapi async (uvicorn)",
+                  [str(BENCH_VENV / "bin" / "uvicorn"), "bench.peers.fastapi_hello:async_app",
                    "--workers", str(processes), "--log-level", "warning", "--no-access-log"],
                   base),
     ]  # fmt: skip
@@ -202,12 +209,13 @@ def main() -> None:
         "results": table,
     }
     OUT.write_text(json.dumps(summary, indent=2) + "\n")
-    header = f"{'contender':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs FastAPI':>10}"
+    width = max(len(name) for name in table)
+    header = f"{'contender':<{width}} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs FastAPI':>10}"
     print(f"{header} {'vs Flask':>9}")
     for name, row in table.items():
         same = row.get("vs_flask_same_server", "")
         print(
-            f"{name:<20} {row['rps']:>8} {row['p50_ms']:>8} {row['p99_ms']:>8} "
+            f"{name:<{width}} {row['rps']:>8} {row['p50_ms']:>8} {row['p99_ms']:>8} "
             f"{row['vs_fastapi']:>10} {same:>9}"
         )
     print(f"written to {OUT.relative_to(ROOT)}")
