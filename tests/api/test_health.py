@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from nexus.api import health
 from nexus.api.health import HealthCheck
 from nexus_dev.local_services import (
     PostgresServer,
@@ -169,9 +171,35 @@ def test_healthz_503_when_only_the_postmaster_hangs(
     assert client.get("/healthz").status_code == 200
     process.send_signal(signal.SIGSTOP)  # backends keep running; new connections hang
     try:
+        # The kept probe connection still answers; within the renewal period
+        # the probe opens a new connection, which hangs: 503 from then on.
+        assert wait_for(
+            lambda: client.get("/healthz").status_code == 503,
+            timeout=health.FRESH_CONNECTION_SECONDS + 5,
+        )
         response = client.get("/healthz")
         assert response.status_code == 503
         assert response.get_json()["db"] == "error"
     finally:
         process.send_signal(signal.SIGCONT)
     wait_for(lambda: client.get("/healthz").status_code == 200, timeout=10)
+
+
+def test_healthz_probes_postgres_on_one_kept_connection(
+    make_app: Callable[..., Flask], own_postgres: tuple[PostgresServer, subprocess.Popen[bytes]]
+) -> None:
+    # Under load a readiness probe must cost a round trip, not a new connection.
+    server, _ = own_postgres
+    client = make_app(database_url=server.url()).test_client()
+    started: set[object] = set()
+    with psycopg.connect(server.libpq_url(), autocommit=True) as admin:
+        for _ in range(20):
+            assert client.get("/healthz").status_code == 200
+            rows = admin.execute(
+                "SELECT pid, backend_start FROM pg_stat_activity "
+                "WHERE application_name = 'nexus-health'"
+            ).fetchall()
+            assert len(rows) == 1
+            started.add(rows[0])
+    # 20 probes in well under FRESH_CONNECTION_SECONDS: at most one renewal.
+    assert len(started) <= 2

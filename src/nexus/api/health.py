@@ -1,17 +1,26 @@
 """Ops endpoints: ``/livez`` (the process answers) and ``/healthz`` (its dependencies do).
 
-``/healthz`` probes PostgreSQL (``SELECT 1`` on a new connection) and Redis
-(``PING``) at the same time under one deadline. Each dependency has at most one probe in flight: a
-server that hangs (SIGSTOP, a full disk) holds one thread, not one per
-request, and the next probe starts as soon as it answers, so the endpoint
-recovers by itself. Probe threads are daemons so a hung probe never blocks
-the process from exiting.
+``/healthz`` probes PostgreSQL (``SELECT 1``) and Redis (``PING``) at the
+same time under one deadline. Each dependency has one probe thread and at
+most one probe in flight: concurrent requests share it, a server that hangs
+(SIGSTOP, a full disk) holds that one thread, not one per request, and the
+next probe starts as soon as it answers, so the endpoint recovers by itself.
+Probe threads are daemons so a hung probe never blocks the process from
+exiting.
+
+PostgreSQL is probed on one kept connection, so a busy probe costs a round
+trip, not a connection; every ``FRESH_CONNECTION_SECONDS`` (and after any
+failure) the probe opens a new one instead, because a kept connection keeps
+answering while the postmaster refuses or hangs on new ones, which the
+app's own pool would soon need.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,45 +32,51 @@ from flask import Blueprint, Response, current_app, jsonify
 from pydantic import BaseModel
 from redis import Redis
 from sqlalchemy import create_engine, text
-from sqlalchemy.pool import NullPool
 
 from nexus.api.contract import responds
 from nexus.config import Settings
 from nexus.infrastructure.logging import get_logger
 
 EXTENSION_KEY = "nexus.health"
+FRESH_CONNECTION_SECONDS = 5.0
 log = get_logger(__name__)
 bp = Blueprint("health", __name__)
 
 
 class SingleFlightProbe:
-    """Runs ``check`` on a daemon thread, never more than one at a time."""
+    """Runs ``check`` on its own daemon thread, never more than one at a time."""
 
     def __init__(self, name: str, check: Callable[[], object]) -> None:
         self.name = name
         self._check = check
         self._lock = threading.Lock()
         self._in_flight: Future[None] | None = None
+        self._requests: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()
+        self._thread_pid: int | None = None  # a forked child starts its own thread
 
     def start(self) -> Future[None]:
         """The running probe, or a new one if none is running."""
         with self._lock:
             if self._in_flight is None or self._in_flight.done():
+                if self._thread_pid != os.getpid():
+                    self._thread_pid = os.getpid()
+                    threading.Thread(
+                        target=self._serve, name=f"health-{self.name}", daemon=True
+                    ).start()
                 future: Future[None] = Future()
-                thread = threading.Thread(
-                    target=self._run, args=(future,), name=f"health-{self.name}", daemon=True
-                )
                 self._in_flight = future
-                thread.start()
+                self._requests.put(future)
             return self._in_flight
 
-    def _run(self, future: Future[None]) -> None:
-        try:
-            self._check()
-        except Exception as exc:  # any failure means "error"
-            future.set_exception(exc)
-        else:
-            future.set_result(None)
+    def _serve(self) -> None:
+        while True:
+            future = self._requests.get()
+            try:
+                self._check()
+            except Exception as exc:  # any failure means "error"
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
 
 
 class HealthCheck:
@@ -90,21 +105,28 @@ class HealthCheck:
 
 
 def create_health_check(settings: Settings, redis: Redis) -> HealthCheck:
-    # A new connection per probe, not a pooled one: a pooled connection keeps
-    # answering while the postmaster is hung or refusing connections, and the
-    # next request that needs a fresh connection would not.
+    # One kept connection (the probe thread is its only user), renewed now and then.
     probe_engine = create_engine(
         settings.database_url,
-        poolclass=NullPool,
+        pool_size=1,
+        max_overflow=0,
         connect_args={
             "connect_timeout": max(1, math.ceil(settings.health_timeout)),
             "application_name": "nexus-health",
         },
     )
+    fresh_at = [0.0]  # when the probe last opened a new connection
 
     def check_db() -> None:
-        with probe_engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        if time.monotonic() - fresh_at[0] >= FRESH_CONNECTION_SECONDS:
+            probe_engine.dispose()  # the next connect is a new connection
+            fresh_at[0] = time.monotonic()
+        try:
+            with probe_engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            fresh_at[0] = 0.0  # after a failure, prove a new connection works
+            raise
 
     return HealthCheck({"db": check_db, "redis": redis.ping}, timeout=settings.health_timeout)
 
