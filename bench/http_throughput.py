@@ -2,10 +2,11 @@
 
     .venv/bin/python bench/http_throughput.py [--rounds 3] [--seconds 10] [--processes 5]
 
-Each contender serves ``GET /livez`` (the same JSON body) with the same number
-of processes on loopback; ``wrk -t2 -c50 --latency`` (Debian's ``wrk``) loads
-one at a time, in an order that alternates each round (A B C, C B A, …) so
-machine noise hits all alike. Reported per contender: the median requests/s
+Each contender serves ``GET /livez`` (the same JSON body), or ``/healthz``
+(two round trips), with the same number of processes on loopback;
+``wrk -t2 -c50 --latency`` (Debian's ``wrk``) loads one at a time, in an
+order that alternates each round (A B C, C B A, …) so machine noise hits
+all alike. Reported per contender: the median requests/s
 over the rounds, p50 and p99 latency, the ratio to FastAPI + uvicorn and,
 for Nexus, to plain Flask on the same server; written to
 ``data/bench/http.json`` and printed as a table.
@@ -17,6 +18,10 @@ for Nexus, to plain Flask on the same server; written to
   PostgreSQL and Redis, or ``DATABASE_URL``/``REDIS_URL``, must be
   reachable for the app to start.
 - **nexus (granian)**: ``NEXUS_SERVER=granian make serve``, the same settings.
+- **nexus /healthz (gunicorn)** against **flask /healthz (gunicorn)**: the
+  readiness probe (PostgreSQL ``SELECT 1`` and Redis ``PING``) against a
+  plain Flask app making the same round trips by hand
+  (``bench/peers/flask_roundtrips.py``).
 - **flask (gunicorn)**, **flask (granian)**: a plain Flask app on the same
   server packages and settings (granian's derived by ``nexus.serve``).
 - **fastapi (uvicorn)**: FastAPI under uvicorn (``uvicorn[standard]``:
@@ -55,6 +60,7 @@ class Contender:
     name: str
     argv: list[str]
     env: dict[str, str]
+    path: str = "/livez"
 
 
 def _free_port() -> int:
@@ -90,6 +96,12 @@ def contenders(processes: int) -> list[Contender]:
         # The same granian settings as nexus.serve derives, for the plain app.
         Contender("flask (granian)", [granian, "bench.peers.flask_hello:app"],
                   {**served, "NEXUS_SERVER": "granian"}),
+        # Readiness with its two round trips, against the same done by hand.
+        Contender("nexus /healthz (gunicorn)", [python, "-m", "nexus.serve"],
+                  {**served, "NEXUS_SERVER": "gunicorn"}, "/healthz"),
+        Contender("flask /healthz (gunicorn)",
+                  [gunicorn, "--config", "gunicorn.conf.py", "bench.peers.flask_roundtrips:app"],
+                  served, "/healthz"),
         Contender("fastapi (uvicorn)",
                   [str(BENCH_VENV / "bin" / "uvicorn"), "bench.peers.fastapi_hello:app",
                    "--workers", str(processes), "--log-level", "warning", "--no-access-log"],
@@ -109,9 +121,9 @@ def _environment(contender: Contender, port: int) -> dict[str, str]:
     return env
 
 
-def _up(port: int) -> bool:
+def _up(port: int, path: str) -> bool:
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=1) as response:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -129,16 +141,17 @@ def run_one(contender: Contender, seconds: int) -> dict[str, float]:
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while not _up(port):
+        while not _up(port, contender.path):
             if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"{contender.name} did not start (exit {server.poll()})")
             time.sleep(0.2)
         subprocess.run(  # warm up every process
-            ["wrk", "-t2", "-c50", "-d2s", f"http://127.0.0.1:{port}/livez"],
+            ["wrk", "-t2", "-c50", "-d2s", f"http://127.0.0.1:{port}{contender.path}"],
             capture_output=True, check=True,
         )  # fmt: skip
         done = subprocess.run(
-            ["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/livez"],
+            ["wrk", "-t2", "-c50", f"-d{seconds}s", "--latency",
+             f"http://127.0.0.1:{port}{contender.path}"],
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         return _parse(done.stdout)
@@ -197,10 +210,12 @@ def main() -> None:
         for name, runs in results.items()
     }
     # Nexus against plain Flask on the same server: what Nexus's own work costs.
-    for server in ("gunicorn", "granian"):
-        table[f"nexus ({server})"]["vs_flask_same_server"] = round(
-            rps[f"nexus ({server})"] / rps[f"flask ({server})"], 2
-        )
+    for nexus, flask in [
+        ("nexus (gunicorn)", "flask (gunicorn)"),
+        ("nexus (granian)", "flask (granian)"),
+        ("nexus /healthz (gunicorn)", "flask /healthz (gunicorn)"),
+    ]:
+        table[nexus]["vs_flask_same_server"] = round(rps[nexus] / rps[flask], 2)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     summary = {
         "processes": args.processes,
