@@ -2,8 +2,10 @@
 
     .venv/bin/python bench/job_throughput.py [--jobs 300] [--rounds 3]
 
-Needs DATABASE_URL and REDIS_URL (``make dev``'s servers: ``set -a; . ./.env``),
-and uses Redis database 14 so that the dev worker does not take the jobs.
+Needs DATABASE_URL and REDIS_URL (``make dev``'s servers:
+``set -a; . data/dev/services.env``) and no worker of its own running (stop
+``make dev``'s: its relay shares the jobs table); uses Redis database 14.
+Each round checks that every job finished.
 Each round, in alternating order so machine noise hits both alike, runs:
 
 - bare: ``queue.enqueue(noop)`` N times, then a plain RQ ``Worker`` (forking,
@@ -22,11 +24,12 @@ import argparse
 import os
 import statistics
 import time
+import urllib.parse
 from collections.abc import Callable
 
 from redis import Redis
 from rq import Queue, Worker
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 
 from nexus.app import create_app
 from nexus.config import load_settings
@@ -68,7 +71,12 @@ def nexus_round(app_redis: Redis, jobs: int) -> float:
     worker.work(burst=True, logging_level="WARNING")
     rate = jobs / (time.perf_counter() - started)
     with app.app_context(), get_database().sessionmaker() as session, session.begin():
+        finished = session.scalar(
+            select(func.count()).where(Job.name == "bench.noop", Job.status == "finished")
+        )
         session.execute(delete(Job).where(Job.name == "bench.noop"))
+    if finished != jobs:  # a rate of jobs that did not run would be a lie
+        raise SystemExit(f"only {finished} of {jobs} jobs finished: is another worker on db 14?")
     return rate
 
 
@@ -77,12 +85,27 @@ def app_redis_url(redis: Redis) -> str:
     return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs['db']}"
 
 
+def bench_redis_url() -> str:
+    """REDIS_URL with database 14: make dev's worker (database 0) must not take the jobs."""
+    # Redis.from_url(url, db=14) would keep the URL's own database.
+    parts = urllib.parse.urlsplit(os.environ["REDIS_URL"])
+    return urllib.parse.urlunsplit(parts._replace(path="/14"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    redis = Redis.from_url(os.environ["REDIS_URL"], db=14)
+    # Another worker's relay shares the jobs table: it would re-deliver these
+    # rows to its own Redis database and fail them there.
+    others = Worker.all(connection=Redis.from_url(os.environ["REDIS_URL"]))
+    if others:
+        raise SystemExit(
+            f"{len(others)} worker(s) serve {os.environ['REDIS_URL']} (make dev's?): stop "
+            "them first; their relay would take this benchmark's jobs"
+        )
+    redis = Redis.from_url(bench_redis_url())
     redis.flushdb()
     sides: dict[str, Callable[[], float]] = {
         "bare": lambda: bare_round(redis, args.jobs),

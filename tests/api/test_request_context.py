@@ -13,6 +13,7 @@ import pytest
 import structlog
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from nexus.api.request_context import new_request_id
@@ -145,3 +146,26 @@ def test_generated_request_ids_are_version_4_uuids_unique_across_forked_workers(
 
 def _draw_ids(count: int) -> list[str]:
     return [new_request_id() for _ in range(count)]
+
+
+def test_livez_goes_through_every_hook_a_real_route_does(client: FlaskClient) -> None:
+    # make bench measures /livez as Nexus's cheapest route: it must pay for
+    # what every route does, or the figure would flatter it.
+    counted = REGISTRY.get_sample_value(
+        "nexus_http_requests_total", {"route": "/livez", "method": "GET", "status": "200"}
+    )
+    with capture_logs() as logs:
+        response = client.get("/livez", headers={"X-Request-ID": "livez-1"})
+    assert response.get_json() == {"status": "ok"}
+    assert response.headers["X-Request-ID"] == "livez-1"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    [access] = [entry for entry in logs if entry["event"] == "http.request"]
+    assert access["route"] == "/livez"
+    assert access["request_id"] == "livez-1"
+    assert (
+        REGISTRY.get_sample_value(
+            "nexus_http_requests_total", {"route": "/livez", "method": "GET", "status": "200"}
+        )
+        == (counted or 0) + 1
+    )
