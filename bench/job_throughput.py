@@ -8,13 +8,16 @@ Needs DATABASE_URL and REDIS_URL (``make dev``'s servers:
 Each round checks that every job finished.
 Each round, in alternating order so machine noise hits both alike, runs:
 
-- bare: ``queue.enqueue(noop)`` N times, then a plain RQ ``Worker`` (forking,
-  JSON serializer) drains the queue in burst mode;
+- bare: ``queue.enqueue(noop)`` N times, then a plain RQ worker (JSON
+  serializer) drains the queue in burst mode;
 - nexus: N ``jobs.services.enqueue`` calls, each committing its row, then a
-  ``NexusWorker`` drains the queue (each job: attempt counted, app context,
-  outcome written to its row).
+  Nexus worker drains the queue (each job: attempt counted, app context,
+  outcome written to its row);
 
-Reports each side's median jobs/s and the ratio (nexus / bare). The rows it
+each with the forking worker class (RQ's ``Worker``, ``NexusWorker``) and
+with the one that runs jobs in its own process (``SimpleWorker``,
+``NexusSimpleWorker``: ``NEXUS_WORKER_MODE=simple``). Reports each side's
+median jobs/s and the ratio nexus / bare for each class. The rows it
 creates are deleted afterwards.
 """
 
@@ -28,7 +31,7 @@ import urllib.parse
 from collections.abc import Callable
 
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker, Worker
 from sqlalchemy import delete, func, select
 
 from nexus.app import create_app
@@ -38,25 +41,27 @@ from nexus.infrastructure.queue import SERIALIZER, get_queues
 from nexus.jobs import services
 from nexus.jobs.models import Job
 from nexus.jobs.registry import job_type
-from nexus.jobs.worker import NexusWorker
+from nexus.jobs.worker import NexusSimpleWorker, NexusWorker
 
 # The smallest job, importable by both workers: what is measured is the
 # machinery around it. (A function defined here would live in __main__.)
 noop = job_type("bench.noop")(os.getpid)
 
 
-def bare_round(redis: Redis, jobs: int) -> float:
+def bare_round(redis: Redis, jobs: int, worker_class: type[Worker] | type[SimpleWorker]) -> float:
     queue = Queue("bench-bare", connection=redis, serializer=SERIALIZER)
     started = time.perf_counter()
     for _ in range(jobs):
         queue.enqueue(noop)
-    Worker([queue], connection=redis, serializer=SERIALIZER).work(
+    worker_class([queue], connection=redis, serializer=SERIALIZER).work(
         burst=True, logging_level="WARNING"
     )
     return jobs / (time.perf_counter() - started)
 
 
-def nexus_round(app_redis: Redis, jobs: int) -> float:
+def nexus_round(
+    app_redis: Redis, jobs: int, worker_class: type[NexusWorker] | type[NexusSimpleWorker]
+) -> float:
     app = create_app(load_settings().model_copy(update={"redis_url": app_redis_url(app_redis)}))
     with app.app_context():
         sessions = get_database().sessionmaker
@@ -67,7 +72,7 @@ def nexus_round(app_redis: Redis, jobs: int) -> float:
                 services.enqueue_with(
                     session=session, queues=queues, sessions=sessions, name="bench.noop"
                 )
-    worker = NexusWorker(queues.ordered, connection=queues.default.connection, app=app)
+    worker = worker_class(queues.ordered, connection=queues.default.connection, app=app)
     worker.work(burst=True, logging_level="WARNING")
     rate = jobs / (time.perf_counter() - started)
     with app.app_context(), get_database().sessionmaker() as session, session.begin():
@@ -108,19 +113,22 @@ def main() -> None:
     redis = Redis.from_url(bench_redis_url())
     redis.flushdb()
     sides: dict[str, Callable[[], float]] = {
-        "bare": lambda: bare_round(redis, args.jobs),
-        "nexus": lambda: nexus_round(redis, args.jobs),
+        "bare fork": lambda: bare_round(redis, args.jobs, Worker),
+        "nexus fork": lambda: nexus_round(redis, args.jobs, NexusWorker),
+        "bare simple": lambda: bare_round(redis, args.jobs, SimpleWorker),
+        "nexus simple": lambda: nexus_round(redis, args.jobs, NexusSimpleWorker),
     }
-    rates: dict[str, list[float]] = {"bare": [], "nexus": []}
+    rates: dict[str, list[float]] = {side: [] for side in sides}
     for round_number in range(args.rounds):
-        order = ["bare", "nexus"] if round_number % 2 == 0 else ["nexus", "bare"]
+        order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
         for side in order:
             rates[side].append(sides[side]())
     redis.flushdb()
-    bare, nexus = statistics.median(rates["bare"]), statistics.median(rates["nexus"])
-    print(f"bare RQ        median {bare:7.1f} jobs/s  ({args.rounds} rounds of {args.jobs})")
-    print(f"nexus durable  median {nexus:7.1f} jobs/s")
-    print(f"ratio nexus/bare: {nexus / bare:.2f}")
+    median = {side: statistics.median(runs) for side, runs in rates.items()}
+    for side, rate in median.items():
+        print(f"{side:<14} median {rate:7.1f} jobs/s  ({args.rounds} rounds of {args.jobs})")
+    for mode in ("fork", "simple"):
+        print(f"ratio nexus/bare, {mode}: {median[f'nexus {mode}'] / median[f'bare {mode}']:.2f}")
 
 
 if __name__ == "__main__":

@@ -208,6 +208,9 @@ class Settings(BaseSettings):
     queue_low: str = "low"
     job_timeout: int = Field(default=180, ge=1)
     worker_shutdown_grace: int = Field(default=60, ge=0)
+    # fork: a work horse per job (the default; a crashing job cannot take the
+    # worker down); simple: jobs run in the worker process (many short jobs).
+    worker_mode: Literal["fork", "simple"] = "fork"
     # A running job whose worker has not heartbeated for this long was
     # killed with it: it is retried if it has attempts left, else failed.
     abandoned_job_seconds: int = Field(default=60, ge=6, le=3600)

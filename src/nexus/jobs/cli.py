@@ -37,7 +37,7 @@ from nexus.jobs import canary
 from nexus.jobs import services as job_services
 from nexus.jobs.models import Job, JobStatus
 from nexus.jobs.ping import PingError, send_ping
-from nexus.jobs.worker import NexusWorker
+from nexus.jobs.worker import NexusSimpleWorker, NexusWorker
 
 log = get_logger(__name__)
 WORKER_RESTART_SECONDS = 2.0
@@ -67,6 +67,7 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
     # Its own pool: RQ raises the socket timeout of the pool it is given to
     # outlast its blocking dequeue, which the app's commands should not inherit.
     connection = create_redis(settings, client_name="nexus-worker")
+    worker_class = NexusSimpleWorker if settings.worker_mode == "simple" else NexusWorker
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if settings.worker_metrics_port and not burst:
         # Job metrics are counted in this process (not in the one forked per
@@ -87,7 +88,7 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
             try:
                 # Building the worker talks to Redis too: inside the try, so a
                 # Redis still down at a restart means another wait, not an exit.
-                worker = NexusWorker(
+                worker = worker_class(
                     [queue.name for queue in queues],
                     connection=connection,
                     # A crashed run may have left its name registered in Redis.

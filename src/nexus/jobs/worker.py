@@ -29,9 +29,9 @@ The horse (and RQ's scheduler process) die with their worker
 (``PR_SET_PDEATHSIG``): an orphaned horse would run on unsupervised after its
 job was declared abandoned and retried.
 The serializer is always JSON, whatever a command line says, because that
-is what the queues write. ``NexusSimpleWorker`` runs jobs in its own process
-instead of forking (tests, debuggers); it cannot heartbeat while a job runs,
-so a job longer than ``NEXUS_ABANDONED_JOB_SECONDS`` there looks abandoned.
+is what the queues write. ``NexusSimpleWorker`` (``NEXUS_WORKER_MODE=simple``)
+runs each job in the worker process itself, heartbeating from a thread: for
+many short jobs (see its docstring for what it gives up).
 """
 
 from __future__ import annotations
@@ -391,8 +391,9 @@ class NexusScheduler(RQScheduler):
             log.warning("jobs.scheduler_stopped", error=f"{type(exc).__name__}: {exc}")
 
 
-class NexusWorker(_AppWorkerMixin, Worker):
-    """Forks a work horse per job, so a crashing job cannot take the worker down."""
+class _ServingMixin(BaseWorker):
+    """What both production workers share: RQ's scheduler with our log record, a
+    maintenance pass every minute, children that die with the worker."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # RQ re-takes the scheduler lock of a killed worker (61 s TTL) only in
@@ -433,6 +434,10 @@ class NexusWorker(_AppWorkerMixin, Worker):
         _children_die_with(os.getpid())
         worked: bool = super().work(*args, **kwargs)
         return worked
+
+
+class NexusWorker(_AppWorkerMixin, _ServingMixin, Worker):
+    """Forks a work horse per job, so a crashing job cannot take the worker down."""
 
     def kill_horse(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """RQ kills the horse's process group; never while that is still ours.
@@ -480,8 +485,54 @@ class NexusWorker(_AppWorkerMixin, Worker):
             log.warning("jobs.worker_state_not_saved", error=str(exc))
 
 
-class NexusSimpleWorker(_AppWorkerMixin, SimpleWorker):
-    """Runs each job in the worker process itself."""
+class _HeartbeatingSimpleWorker(SimpleWorker):
+    """RQ's SimpleWorker, heartbeating from a thread while a job runs in the main one.
+
+    A forking worker heartbeats while it waits for its horse; a simple worker
+    is busy running the job, so a thread does it (the row's heartbeat, and
+    RQ's), or every job longer than ``NEXUS_ABANDONED_JOB_SECONDS`` would
+    look abandoned and be run again beside itself.
+    """
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        done = threading.Event()
+        beating = threading.Thread(
+            target=self._beat, args=(job, done), name="job-heartbeat", daemon=True
+        )
+        beating.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            done.set()
+            beating.join()
+
+    def _beat(self, job: Job, done: threading.Event) -> None:
+        while not done.wait(self.job_monitoring_interval):
+            self.maintain_heartbeats(job)
+
+
+class NexusSimpleWorker(_AppWorkerMixin, _ServingMixin, _HeartbeatingSimpleWorker):
+    """Runs each job in the worker process itself: no fork, pooled connections kept.
+
+    ``NEXUS_WORKER_MODE=simple``. For many short jobs: no process is forked
+    and torn down per job, and the job's database and Redis connections are
+    the worker's pooled ones. What it gives up: a job that crashes the
+    interpreter (a segfault, ``os._exit``) or leaks memory takes the worker
+    with it (the supervisor restarts it; the reconciler retries the job),
+    and a running job cannot be stopped by a cancel (it is marked canceled
+    and its outcome is not recorded over that).
+    """
+
+    def maintain_heartbeats(self, job: Job) -> None:
+        attempt = self._attempt
+        if attempt is not None:
+            wanted = self._report(lambda session: job_services.heartbeat(session, job.id, attempt))
+            if wanted is False:
+                log.warning("jobs.unwanted_attempt_runs_on", job_id=job.id, attempt=attempt)
+        try:
+            super().maintain_heartbeats(job)
+        except RedisError as exc:
+            log.warning("jobs.heartbeat_to_redis_failed", job_id=job.id, error=str(exc))
 
 
 _DEATH_PACT: list[int] = []
