@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
-import multiprocessing
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -131,21 +131,26 @@ def test_nothing_a_request_binds_outlives_it(make_app: Callable[..., Flask]) -> 
 
 def test_generated_request_ids_are_version_4_uuids_unique_across_forked_workers() -> None:
     # gunicorn and granian fork their workers from one process: each must
-    # draw its own ids, not repeat its siblings'.
-    context_ = multiprocessing.get_context("fork")
-    with context_.Pool(3) as pool:
-        drawn = pool.map(_draw_ids, [200, 200, 200])
-    ids = [request_id for batch in drawn for request_id in batch]
+    # draw its own ids, not repeat its siblings'. Bare os.fork (no pool: a
+    # pool's threads in a forked test process can deadlock).
+    ids: list[str] = []
+    for _ in range(3):
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: draw, hand over, leave at once
+            os.close(read_end)
+            os.write(write_end, " ".join(new_request_id() for _ in range(200)).encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as drawn:
+            ids.extend(drawn.read().decode().split())
+        os.waitpid(pid, 0)
     assert len(set(ids)) == len(ids) == 600
     for request_id in ids:
         parsed = uuid.UUID(request_id)
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
         assert str(parsed) == request_id
-
-
-def _draw_ids(count: int) -> list[str]:
-    return [new_request_id() for _ in range(count)]
 
 
 def test_livez_goes_through_every_hook_a_real_route_does(client: FlaskClient) -> None:

@@ -43,7 +43,8 @@ def descendant(root: psutil.Process, fragment: str) -> psutil.Process | None:
 def test_make_dev_serves_restarts_and_stops_cleanly(
     tmp_path: Path, server_dir: Path, settings_in: str
 ) -> None:
-    ports = {"web": free_port(), "pg": free_port(), "redis": free_port()}
+    # Every port its own: a developer's make dev may be running beside the tests.
+    ports = {"web": free_port(), "pg": free_port(), "redis": free_port(), "mail": free_port()}
     env = {
         key: value
         for key, value in os.environ.items()
@@ -56,6 +57,7 @@ def test_make_dev_serves_restarts_and_stops_cleanly(
         "NEXUS_DEV_WEB_PORT": str(ports["web"]),
         "NEXUS_DEV_PG_PORT": str(ports["pg"]),
         "NEXUS_DEV_REDIS_PORT": str(ports["redis"]),
+        "NEXUS_DEV_MAIL_PORT": str(ports["mail"]),
     }
     clone = checkout(tmp_path / "clone")  # no .env of the developer's
     if settings_in == ".env":
