@@ -29,7 +29,7 @@ from nexus.jobs.worker import NexusSimpleWorker
 from nexus_dev.local_services import free_port
 from tests.accounts_fixtures import Tokens
 from tests.live import live_server, sign_in
-from tests.support import wait_for
+from tests.support import capture_logs, wait_for
 
 
 @pytest.fixture
@@ -182,3 +182,18 @@ def test_through_gunicorn_and_a_forking_worker_the_spans_reach_an_otlp_receiver(
     assert {s["service"] for s in _Receiver.spans} == {"nexus-test"}
     # The job's SQL, traced in the forked work horse, arrived too, under the job.
     assert [s for s in _Receiver.spans if s["parent"] == job["id"]]
+
+
+def test_with_tracing_on_the_access_line_names_the_requests_span(
+    traced: tuple[Flask, InMemorySpanExporter],
+) -> None:
+    # The access line is written after the request's span has ended; it
+    # still names it, so a slow request's line leads to its trace.
+    app, exporter = traced
+    with capture_logs() as logs:
+        assert app.test_client().get("/livez").status_code == 200
+    [server] = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
+    [access] = [entry for entry in logs if entry["event"] == "http.request"]
+    trace_id, span_id = _ids(server)
+    assert access["trace_id"] == format(trace_id, "032x")
+    assert access["span_id"] == format(span_id, "016x")
