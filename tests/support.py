@@ -90,6 +90,15 @@ def stop_worker(worker: subprocess.Popen[bytes], *, timeout: float = 60) -> str:
     return output.decode(errors="replace")
 
 
+def stop_workers(workers: list[subprocess.Popen[bytes]], *, timeout: float = 30) -> None:
+    """A test's teardown: stop the workers still running, close the pipes of the dead ones."""
+    for worker in workers:
+        if worker.poll() is None:
+            stop_worker(worker, timeout=timeout)
+        elif worker.stdout is not None and not worker.stdout.closed:
+            worker.communicate()  # closes its output pipe
+
+
 def signal_tree(process: subprocess.Popen[bytes], sig: int) -> None:
     """Signal a server and every process it forked (PostgreSQL backends leave its group)."""
     with contextlib.suppress(psutil.NoSuchProcess):

@@ -30,7 +30,7 @@ from nexus.infrastructure.queue import SERIALIZER, get_queues
 from nexus.jobs import canary, services
 from nexus.jobs.models import Job
 from nexus_dev.local_services import RedisServer, stop_process
-from tests.support import start_worker, stop_worker, wait_for
+from tests.support import start_worker, stop_worker, stop_workers, wait_for
 
 ABANDONED = "6"
 
@@ -48,11 +48,7 @@ def spawn(
         return worker
 
     yield start
-    for worker in workers:
-        if worker.poll() is None:
-            stop_worker(worker, timeout=30)
-        elif worker.stdout is not None and not worker.stdout.closed:
-            worker.communicate()  # closes its output pipe
+    stop_workers(workers)
 
 
 def _enqueue_canary(app: Flask, seconds: float) -> uuid.UUID:

@@ -18,7 +18,7 @@ from flask import Flask
 from redis import Redis
 
 from tests.jobs.test_crash import ABANDONED, _enqueue_canary, _job, _wait_idle
-from tests.support import FLASK, start_worker, stop_worker, wait_for
+from tests.support import FLASK, start_worker, stop_worker, stop_workers, wait_for
 
 
 @pytest.fixture
@@ -38,11 +38,7 @@ def spawn(env: dict[str, str]) -> Iterator[Callable[..., subprocess.Popen[bytes]
         return worker
 
     yield start
-    for worker in workers:
-        if worker.poll() is None:
-            stop_worker(worker, timeout=30)
-        elif worker.stdout is not None and not worker.stdout.closed:
-            worker.communicate()
+    stop_workers(workers)
 
 
 def test_a_canary_batch_runs_every_canary_once_without_forking(
