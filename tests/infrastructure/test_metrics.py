@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 import warnings
+from pathlib import Path
 
 from nexus.infrastructure import metrics
 
@@ -39,3 +42,24 @@ def test_a_child_forked_while_a_metric_lock_is_held_can_still_count() -> None:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     raise AssertionError("the forked child hung on a metric lock held at fork")
+
+
+def test_a_dead_processes_live_gauges_are_dropped_at_scrape_and_its_counts_kept(
+    tmp_path: Path,
+) -> None:
+    # granian has no child_exit hook: a scrape drops what dead workers left.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    alive = os.getpid()
+    names = [
+        f"gauge_livesum_{dead.pid}.db",
+        f"gauge_liveall_{dead.pid}.db",
+        f"counter_{dead.pid}.db",
+        f"gauge_livesum_{alive}.db",
+    ]
+    for name in names:
+        (tmp_path / name).write_bytes(b"")
+    metrics.reap_dead_processes(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"counter_{dead.pid}.db", f"gauge_livesum_{alive}.db"]
+    )
