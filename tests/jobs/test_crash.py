@@ -287,7 +287,9 @@ def test_redis_down_for_seconds_the_scheduler_stops_with_one_json_record(
     assert exited is None, f"the worker exited ({exited}); it said:\n{output[-6000:]}"
     assert finished, f"the canary did not finish; the worker said:\n{output[-6000:]}"
     lines = [line for line in output.splitlines() if line.strip()]
-    records = [json.loads(line) for line in lines]  # no raw traceback among them
+    raw = [line for line in lines if not line.startswith("{")]
+    assert not raw, output[-6000:]  # no raw traceback among them
+    records = [json.loads(line) for line in lines]
     stopped = [r for r in records if r["event"] == "jobs.scheduler_stopped"]
     assert len(stopped) == 1, output
     assert "ConnectionError" in stopped[0]["error"]
