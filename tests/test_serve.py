@@ -46,3 +46,24 @@ def test_a_bad_configuration_stops_the_launcher_before_any_server(
     result = run(SERVE, env)
     assert result.returncode == 2
     assert result.stderr.startswith("Nexus configuration is invalid (NEXUS_ENV=staging):")
+
+
+def test_granian_takes_gunicorn_settings_and_its_own_thread_default() -> None:
+    from nexus.serve import granian_environment  # noqa: PLC0415 - the function under test
+
+    named = granian_environment(
+        {"GUNICORN_BIND": "127.0.0.1:8123", "WEB_CONCURRENCY": "3", "GUNICORN_THREADS": "6"}
+    )
+    assert (named["GRANIAN_HOST"], named["GRANIAN_PORT"]) == ("127.0.0.1", "8123")
+    assert (named["GRANIAN_WORKERS"], named["GRANIAN_BLOCKING_THREADS"]) == ("3", "6")
+    # Unset: granian's threads only run the app, and 8 measured faster than 4.
+    assert (
+        granian_environment({"GUNICORN_BIND": "127.0.0.1:8123"})["GRANIAN_BLOCKING_THREADS"] == "8"
+    )
+    # A GRANIAN_* variable of the operator's own still wins.
+    assert (
+        granian_environment({"GUNICORN_BIND": "127.0.0.1:8123", "GRANIAN_BLOCKING_THREADS": "2"})[
+            "GRANIAN_BLOCKING_THREADS"
+        ]
+        == "2"
+    )

@@ -8,7 +8,8 @@ same settings, named as gunicorn names them:
 - ``granian``: granian's WSGI server, about twice as fast on the same
   processes (docs/decisions/0034). From the same variables: the address
   (``GUNICORN_BIND``, else ``0.0.0.0:$PORT``), ``WEB_CONCURRENCY``
-  processes of ``GUNICORN_THREADS`` threads, ``GUNICORN_GRACEFUL_TIMEOUT``
+  processes of ``GUNICORN_THREADS`` threads (8 when unset: granian's
+  threads only run the app), ``GUNICORN_GRACEFUL_TIMEOUT``
   for requests in flight at SIGTERM, failed workers respawned, workers
   recycled after ``NEXUS_WORKER_LIFETIME`` (granian recycles by age, not by
   request count; ``GUNICORN_MAX_REQUESTS=0`` turns recycling off under both),
@@ -38,6 +39,10 @@ from nexus.config import ConfigError, load_settings
 APP = "nexus.wsgi:app"
 SERVERS = ("gunicorn", "granian")
 DEFAULT_WORKER_LIFETIME = "6h"
+# granian's threads only run the app (its own runtime does the I/O): with
+# GUNICORN_THREADS unset, 8 per process served 5-6 % more than gunicorn's 4
+# (docs/decisions/0034); the database pool (5 + 10 overflow) covers them.
+GRANIAN_THREADS = "8"
 
 
 class LaunchError(Exception):
@@ -54,7 +59,7 @@ def granian_environment(environ: dict[str, str]) -> dict[str, str]:
         "GRANIAN_HOST": host,
         "GRANIAN_PORT": port,
         "GRANIAN_WORKERS": workers,
-        "GRANIAN_BLOCKING_THREADS": environ.get("GUNICORN_THREADS") or "4",
+        "GRANIAN_BLOCKING_THREADS": environ.get("GUNICORN_THREADS") or GRANIAN_THREADS,
         "GRANIAN_WORKERS_KILL_TIMEOUT": environ.get("GUNICORN_GRACEFUL_TIMEOUT") or "30",
         "GRANIAN_RESPAWN_FAILED_WORKERS": "true",
         "GRANIAN_LOG_CONFIG": str(resources.files("nexus") / "granian_logging.json"),

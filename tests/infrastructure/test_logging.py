@@ -10,7 +10,13 @@ import pytest
 import structlog
 
 from nexus.config import Settings
-from nexus.infrastructure.logging import REDACTED, configure_logging, get_logger, redact_text
+from nexus.infrastructure.logging import (
+    REDACTED,
+    configure_logging,
+    get_logger,
+    log_event,
+    redact_text,
+)
 
 
 @pytest.fixture
@@ -24,7 +30,11 @@ def json_logging(settings: Settings, capsys: pytest.CaptureFixture[str]) -> Iter
 
 
 def json_lines(capsys: pytest.CaptureFixture[str]) -> list[dict[str, object]]:
-    return [json.loads(line) for line in capsys.readouterr().err.splitlines() if line]
+    return json_lines_of(capsys.readouterr().err)
+
+
+def json_lines_of(output: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in output.splitlines() if line]
 
 
 @pytest.mark.usefixtures("json_logging")
@@ -68,6 +78,39 @@ def test_secrets_never_reach_a_log(capsys: pytest.CaptureFixture[str]) -> None:
     assert first["headers"] == {"Authorization": REDACTED, "Accept": "*/*"}
     assert first["url"] == f"postgresql://app:{REDACTED}@db/nexus"
     assert second["event"] == f"login with password={REDACTED} from 10.0.0.1"
+
+
+@pytest.mark.usefixtures("json_logging")
+def test_a_shape_seen_before_is_still_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    # The chain remembers, per shape of event, which keys to check, and which
+    # texts it found clean: neither may let a later secret through.
+    log = get_logger("nexus.test")
+    for path in ("/api/v1/items", "/api/v1/items", "/login?password=hunter2"):
+        log.info("http.request", path=path, status=200)
+    log.info("http.request", path="/api/v1/items", token="t0ps3cret")
+    output = capsys.readouterr().err
+    assert "hunter2" not in output
+    assert "t0ps3cret" not in output
+    *_, masked, keyed = json_lines_of(output)
+    assert masked["path"] == f"/login?password={REDACTED}"
+    assert keyed["token"] == REDACTED
+
+
+@pytest.mark.usefixtures("json_logging")
+def test_log_event_writes_what_info_writes(capsys: pytest.CaptureFixture[str]) -> None:
+    structlog.contextvars.bind_contextvars(request_id="rid-2")
+    get_logger("nexus.access").info("http.request", method="GET", path="/x?pwd=secret", status=200)
+    log_event(
+        "nexus.access",
+        {"event": "http.request", "method": "GET", "path": "/x?pwd=secret", "status": 200},
+    )
+    by_info, by_event = json_lines(capsys)
+    assert by_info.pop("timestamp")
+    assert by_event.pop("timestamp")
+    assert by_info == by_event
+    assert by_event["path"] == f"/x?pwd={REDACTED}"
+    assert by_event["request_id"] == "rid-2"
+    assert next(iter(by_event)) == "event"  # the line reads from its event on
 
 
 @pytest.mark.usefixtures("json_logging")

@@ -7,8 +7,10 @@
 - **Each route's body limit.** ``request.max_content_length`` is the
   matched view's own limit when it names one
   (``nexus.api.request_context.body_limit``), else ``MAX_CONTENT_LENGTH``:
-  werkzeug then enforces it on the body however it is framed, and the
-  request middleware refuses a declared length beyond it before any view runs.
+  werkzeug then enforces it on the body however it is framed, and a
+  declared length beyond it is refused (413) before any hook or view runs,
+  whether or not the view would have read the body. Not a ``before_request``
+  hook: Flask's hook machinery cost more than the check, on every request.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from flask import Flask, Request, current_app
+from flask import Flask, Request, current_app, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import RequestEntityTooLarge
 
 
 class NexusRequest(Request):
@@ -57,3 +61,12 @@ class NexusFlask(Flask):
             return ensured
         except TypeError:  # an unhashable callable: ask Flask each time
             return super().ensure_sync(func)
+
+    def preprocess_request(self) -> ResponseReturnValue | None:
+        """Refuse a declared body over the route's limit, then run the ``before_request`` hooks."""
+        if request.environ.get("CONTENT_LENGTH"):  # most requests declare none
+            length = request.content_length
+            limit = request.max_content_length
+            if length is not None and limit is not None and length > limit:
+                raise RequestEntityTooLarge
+        return super().preprocess_request()

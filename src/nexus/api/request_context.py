@@ -1,4 +1,4 @@
-"""Per-request context: the request id, the body-size check, the one access line.
+"""Per-request context: the request id, the security headers, metrics, the one access line.
 
 Most of it is a WSGI middleware around Flask, so it costs what it does and
 no more: it reads the request's environ and adds to the response's header
@@ -19,11 +19,9 @@ user id when authentication found one.
 
 A view may accept larger bodies than ``NEXUS_MAX_BODY_BYTES`` (an upload
 route): ``@body_limit(lambda: ...)`` names its own limit, applied to that
-route only (``nexus.api.application.NexusRequest``), before the body is
-read, however it is framed. Refusing a declared length over it is the one
-part that runs inside Flask (a ``before_request`` hook: only Flask knows the
-route); the route's template is read from Flask's request as the response
-starts.
+route only, before the body is read, however it is framed
+(``nexus.api.application``: only Flask knows the route). The route's
+template is read from Flask's request as the response starts.
 """
 
 from __future__ import annotations
@@ -36,11 +34,10 @@ from contextvars import copy_context
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from flask import Flask, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Flask
 
 from nexus.infrastructure import context, metrics
-from nexus.infrastructure.logging import get_logger
+from nexus.infrastructure.logging import log_event
 from nexus.infrastructure.tracing import TRACE_IDS_KEY
 
 if TYPE_CHECKING:
@@ -52,7 +49,7 @@ if TYPE_CHECKING:
 REQUEST_ID_HEADER = "X-Request-ID"
 # Printable, log-safe and bounded: anything else is replaced, never echoed.
 _WELL_FORMED_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}").fullmatch
-log = get_logger("nexus.access")
+ACCESS_LOGGER = "nexus.access"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -88,9 +85,9 @@ class RequestContext:
     def __init__(self, app: WSGIApplication, headers: ResponseHeaders) -> None:
         self.app = app
         self.headers = headers
-        # (route, method, status) -> the counter's child: labels() takes a lock.
-        self._counted: dict[tuple[str, str, int], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
+        # (route, method, status) -> the counter's and the histogram's
+        # children: labels() takes a lock and builds a key each time.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         return copy_context().run(self._handle, environ, start_response)
@@ -133,6 +130,7 @@ class RequestContext:
         method = environ.get("REQUEST_METHOD", "")
         self._count(route or "<unmatched>", metrics.method_label(method), status, elapsed)
         fields: dict[str, Any] = {
+            "event": "http.request",
             "method": method,
             "route": route,
             # PEP 3333 hands the path over as latin-1; the client sent UTF-8.
@@ -147,34 +145,21 @@ class RequestContext:
         trace_ids = environ.get(TRACE_IDS_KEY)
         if trace_ids is not None:
             fields["trace_id"], fields["span_id"] = trace_ids
-        log.info("http.request", **fields)
+        log_event(ACCESS_LOGGER, fields)
         return body
 
     def _count(self, route: str, method: str, status: int, elapsed: float) -> None:
-        counter = self._counted.get((route, method, status))
-        if counter is None:
-            counter = metrics.HTTP_REQUESTS.labels(route=route, method=method, status=str(status))
-            self._counted[(route, method, status)] = counter
+        children = self._children.get((route, method, status))
+        if children is None:
+            children = self._children[(route, method, status)] = (
+                metrics.HTTP_REQUESTS.labels(route=route, method=method, status=str(status)),
+                metrics.HTTP_LATENCY.labels(route=route, method=method),
+            )
+        counter, histogram = children
         counter.inc()
-        histogram = self._timed.get((route, method))
-        if histogram is None:
-            histogram = metrics.HTTP_LATENCY.labels(route=route, method=method)
-            self._timed[(route, method)] = histogram
         histogram.observe(elapsed)
 
 
 def init_app(app: Flask, headers: ResponseHeaders) -> None:
-    """Wrap ``app``'s WSGI callable in :class:`RequestContext`; refuse oversized bodies early."""
-
-    def refuse_oversized_body() -> None:
-        # Before any view reads it, whether or not the view would have; the
-        # limit is the route's (NexusRequest), and werkzeug enforces the
-        # same one on chunked bodies as they are read.
-        length = request.content_length
-        if length is not None:
-            limit = request.max_content_length
-            if limit is not None and length > limit:
-                raise RequestEntityTooLarge
-
-    app.before_request(refuse_oversized_body)
+    """Wrap ``app``'s WSGI callable in :class:`RequestContext`."""
     app.wsgi_app = RequestContext(app.wsgi_app, headers)  # type: ignore[method-assign]

@@ -79,17 +79,25 @@ class ResponseHeaders:
             hsts = f"max-age={settings.hsts_seconds}; includeSubDomains"
             defaults.append(("Strict-Transport-Security", hsts))
         self._defaults = [(name.lower(), name, value) for name, value in defaults]
+        # The usual case, a response that set none of them: one extend.
+        self._managed = frozenset(
+            {key for key, _, _ in self._defaults} | {"content-security-policy"}
+        )
+        self._json_defaults = [*defaults, ("Content-Security-Policy", JSON_POLICY)]
 
     def apply(self, environ: dict[str, Any], headers: list[tuple[str, str]]) -> None:
         """Add the headers to ``headers`` (a WSGI response's list, changed in place)."""
         present = {name.lower() for name, _ in headers}
-        for key, name, value in self._defaults:
-            if key not in present:
-                headers.append((name, value))
         path: str = environ.get("PATH_INFO", "")
-        if "content-security-policy" not in present:
-            docs = path == "/docs" or path.startswith("/docs/")
-            headers.append(("Content-Security-Policy", DOCS_POLICY if docs else JSON_POLICY))
+        docs = path == "/docs" or path.startswith("/docs/")
+        if not docs and present.isdisjoint(self._managed):
+            headers.extend(self._json_defaults)
+        else:
+            for key, name, value in self._defaults:
+                if key not in present:
+                    headers.append((name, value))
+            if "content-security-policy" not in present:
+                headers.append(("Content-Security-Policy", DOCS_POLICY if docs else JSON_POLICY))
         if "HTTP_AUTHORIZATION" in environ or path.startswith(_CREDENTIAL_PATHS):
             if "cache-control" in present or "pragma" in present:
                 headers[:] = [h for h in headers if h[0].lower() not in ("cache-control", "pragma")]
