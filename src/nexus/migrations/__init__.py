@@ -111,6 +111,12 @@ def head() -> str:
     return revision
 
 
+def revisions() -> frozenset[str]:
+    """Every revision shipped with the code."""
+    scripts = ScriptDirectory.from_config(alembic_config(""))
+    return frozenset(script.revision for script in scripts.walk_revisions())
+
+
 def next_revision_id() -> str:
     """``0002`` after ``0001``: numbered ids sort the files in the order they apply."""
     numbers = [
