@@ -47,6 +47,25 @@ down: ## Stop the Docker Compose stack (its data stays in the postgres-data and 
 logs: ## Follow the Docker Compose stack's logs
 	docker compose logs --follow --tail=100
 
+OVERLAY ?= prod
+KUBECTL ?= kubectl
+K8S_CHECK := deploy/kubernetes/check
+
+.PHONY: k8s
+k8s: ## Print the rendered Kubernetes manifests (prod; OVERLAY=dev for the other), for kubectl apply -f -
+	@command -v $(KUBECTL) >/dev/null || { echo "make k8s needs kubectl (Debian: apt-get install kubernetes-client)" >&2; exit 1; }
+	@test -d deploy/kubernetes/overlays/$(OVERLAY) || { echo "no overlay '$(OVERLAY)': dev or prod" >&2; exit 1; }
+	@$(KUBECTL) kustomize deploy/kubernetes/overlays/$(OVERLAY) 2>/dev/null \
+		|| $(KUBECTL) kustomize deploy/kubernetes/overlays/$(OVERLAY)
+
+.PHONY: k8s-check
+k8s-check: $(STAMP) ## Render every overlay and check it offline: Kubernetes and KEDA schemas, checkov, the manifest tests
+	test -x .venv-k8s/bin/checkov || { $(PYTHON) -m venv .venv-k8s && \
+		.venv-k8s/bin/python -m pip install --quiet --require-hashes -r $(K8S_CHECK)/requirements.txt; }
+	cd $(K8S_CHECK) && npm ci --silent --no-audit --no-fund --ignore-scripts
+	.venv-k8s/bin/python $(K8S_CHECK)/check.py $(foreach k,$(KUBECTL) $(KUBECTL_LEGACY),--kubectl $(k))
+	KUBECTL=$(KUBECTL) $(BIN)/pytest -p no:cacheprovider -q tests/test_kubernetes.py
+
 .PHONY: test
 test: $(STAMP) ## Run the test suite against real PostgreSQL and Redis, with coverage
 	$(BIN)/pytest --cov --cov-report=term -m "not docker and not reliability and not contract and not browser" $(PYTEST_ARGS)
@@ -76,8 +95,8 @@ test-container: $(STAMP) ## Run `make up` from a clean checkout on the Docker en
 
 .PHONY: lint
 lint: $(STAMP) ## ruff, mypy --strict, the import rules, hadolint, the compose schema, lock-check
-	$(BIN)/ruff check src tests bench gunicorn.conf.py .ci
-	$(BIN)/ruff format --check src tests bench gunicorn.conf.py .ci
+	$(BIN)/ruff check src tests bench gunicorn.conf.py .ci deploy
+	$(BIN)/ruff format --check src tests bench gunicorn.conf.py .ci deploy
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/hadolint Dockerfile
@@ -86,19 +105,22 @@ lint: $(STAMP) ## ruff, mypy --strict, the import rules, hadolint, the compose s
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and auto-fix with ruff
-	$(BIN)/ruff check --fix src tests bench gunicorn.conf.py .ci
-	$(BIN)/ruff format src tests bench gunicorn.conf.py .ci
+	$(BIN)/ruff check --fix src tests bench gunicorn.conf.py .ci deploy
+	$(BIN)/ruff format src tests bench gunicorn.conf.py .ci deploy
 
 .PHONY: lock
 lock: $(STAMP) ## Re-lock requirements*.txt from requirements*.in, keeping existing pins
 	$(PIP_COMPILE) --output-file requirements.txt requirements.in
 	$(PIP_COMPILE) --output-file requirements-dev.txt requirements-dev.in
 	$(PIP_COMPILE) --output-file .ci/requirements-docker.txt .ci/requirements-docker.in
-	$(BIN)/python .ci/lockcheck.py record requirements.txt requirements-dev.txt .ci/requirements-docker.txt
+	$(PIP_COMPILE) --output-file $(K8S_CHECK)/requirements.txt $(K8S_CHECK)/requirements.in
+	$(BIN)/python .ci/lockcheck.py record requirements.txt requirements-dev.txt .ci/requirements-docker.txt \
+		$(K8S_CHECK)/requirements.txt
 
 .PHONY: lock-check
 lock-check: $(STAMP) ## Fail if a requirements*.in changed since `make lock`
-	$(BIN)/python .ci/lockcheck.py check requirements.txt requirements-dev.txt .ci/requirements-docker.txt
+	$(BIN)/python .ci/lockcheck.py check requirements.txt requirements-dev.txt .ci/requirements-docker.txt \
+		$(K8S_CHECK)/requirements.txt
 
 .PHONY: migrate
 migrate: $(STAMP) ## Apply database migrations (flask --app nexus db upgrade)
