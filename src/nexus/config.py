@@ -67,6 +67,7 @@ FILE_FIELDS = (
     "database_url",
     "migration_database_url",
     "redis_url",
+    "redis_sentinel_password",
     "smtp_password",
 )
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -200,6 +201,12 @@ class Settings(BaseSettings):
 
     redis_connect_timeout: float = Field(default=2.0, gt=0, le=60)
     redis_socket_timeout: float = Field(default=5.0, gt=0, le=300)
+    # Redis Sentinel: "host:port,host:port". Set, the master of
+    # NEXUS_REDIS_SENTINEL_MASTER is found through them, and followed across
+    # failovers; REDIS_URL then gives only the database, user and password.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = Field(default="mymaster", min_length=1)
+    redis_sentinel_password: SecretStr | None = None
 
     health_timeout: float = Field(default=1.0, gt=0, le=10)
 
@@ -415,6 +422,23 @@ class Settings(BaseSettings):
     @property
     def cors_origin_list(self) -> list[str]:
         return _split(self.cors_origins)
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _check_sentinels(cls, value: str, info: ValidationInfo) -> str:
+        for item in _split(value):
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65_536:
+                raise ValueError(f"each sentinel is host:port, not {item!r}")
+        if _split(value) and str(info.data.get("redis_url", "")).startswith("unix://"):
+            raise ValueError("sentinels name TCP servers: REDIS_URL cannot be unix://")
+        return value
+
+    @property
+    def redis_sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The sentinels, as (host, port); empty: Redis is REDIS_URL's server."""
+        pairs = (item.rpartition(":") for item in _split(self.redis_sentinels))
+        return [(host.strip("[]"), int(port)) for host, _, port in pairs]
 
     @field_validator("queue_high", "queue_default", "queue_low")
     @classmethod

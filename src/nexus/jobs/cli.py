@@ -32,7 +32,7 @@ from nexus.infrastructure import metrics
 from nexus.infrastructure.database import get_database, get_session, transaction
 from nexus.infrastructure.logging import get_logger
 from nexus.infrastructure.queue import get_queues
-from nexus.infrastructure.redis import create_redis, get_redis
+from nexus.infrastructure.redis import create_redis, get_redis, warn_if_evicting
 from nexus.jobs import canary
 from nexus.jobs import services as job_services
 from nexus.jobs.models import Job, JobStatus
@@ -67,6 +67,7 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
     # Its own pool: RQ raises the socket timeout of the pool it is given to
     # outlast its blocking dequeue, which the app's commands should not inherit.
     connection = create_redis(settings, client_name="nexus-worker")
+    warn_if_evicting(connection, log)
     worker_class = NexusSimpleWorker if settings.worker_mode == "simple" else NexusWorker
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if settings.worker_metrics_port and not burst:
