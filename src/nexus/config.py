@@ -198,6 +198,10 @@ class Settings(BaseSettings):
     db_pool_recycle: int = Field(default=1800, ge=-1)
     db_connect_timeout: int = Field(default=5, ge=1, le=120)
     db_statement_timeout_ms: int = Field(default=30_000, ge=0)
+    # PgBouncer in transaction mode (or another transaction pooler) between
+    # Nexus and PostgreSQL: no server-side prepared statements, and the
+    # statement timeout set per transaction, not per connection.
+    db_transaction_pooler: bool = False
 
     redis_connect_timeout: float = Field(default=2.0, gt=0, le=60)
     redis_socket_timeout: float = Field(default=5.0, gt=0, le=300)

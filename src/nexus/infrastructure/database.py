@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from flask import Flask, current_app, g
-from sqlalchemy import DateTime, Engine, MetaData, QueuePool, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, MetaData, QueuePool, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction, sessionmaker
 
 from nexus.config import Settings
@@ -51,6 +51,19 @@ class Base(DeclarativeBase):
 
 def create_db_engine(settings: Settings, *, application_name: str = "nexus") -> Engine:
     """The process's engine, configured so no caller waits on PostgreSQL for ever."""
+    connect_args: dict[str, object] = {
+        "connect_timeout": settings.db_connect_timeout,
+        "application_name": application_name,
+    }
+    if settings.db_transaction_pooler:
+        # Behind PgBouncer in transaction mode, each transaction may run on
+        # another server connection: a statement psycopg prepared on one is
+        # unknown on the next (PgBouncer before 1.21, or without
+        # max_prepared_statements), and a startup option is refused or
+        # dropped. So no prepared statements, and the timeout per transaction.
+        connect_args["prepare_threshold"] = None
+    else:
+        connect_args["options"] = f"-c statement_timeout={settings.db_statement_timeout_ms}"
     engine = create_engine(
         settings.database_url,
         pool_pre_ping=True,
@@ -61,15 +74,22 @@ def create_db_engine(settings: Settings, *, application_name: str = "nexus") -> 
         # Parameters may hold e-mail addresses and password hashes: keep them
         # out of exception messages, which end up in logs.
         hide_parameters=True,
-        connect_args={
-            "connect_timeout": settings.db_connect_timeout,
-            "application_name": application_name,
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
-        },
+        connect_args=connect_args,
     )
+    if settings.db_transaction_pooler:
+        _timeout_each_transaction(engine, settings.db_statement_timeout_ms)
     _dispose_in_forked_children(engine)
     _count_connections(engine)
     return engine
+
+
+def _timeout_each_transaction(engine: Engine, timeout_ms: int) -> None:
+    """``SET LOCAL statement_timeout`` as each transaction begins: it ends with it."""
+    statement = f"SET LOCAL statement_timeout = {int(timeout_ms)}"
+
+    @event.listens_for(engine, "begin")
+    def _set_timeout(connection: Connection) -> None:
+        connection.exec_driver_sql(statement)
 
 
 def _count_connections(engine: Engine) -> None:
