@@ -12,7 +12,9 @@ and writes the line to stderr itself, never through stdlib ``logging``'s
 records, handlers and formatters. Loggers are cached on first use; the
 chain they share is one list, changed in place when logging is configured
 again (tests do), and the level is checked by a processor, so a cached
-logger follows every change. Imports no feature package.
+logger follows every change. In JSON mode that chain is one processor, and
+the access line skips the bound logger altogether (:func:`log_event`).
+Imports no feature package.
 """
 
 from __future__ import annotations
