@@ -8,11 +8,14 @@ objects say what Nexus needs, against Nexus's own settings.
 
 from __future__ import annotations
 
+import base64
 import functools
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -287,3 +290,31 @@ def test_only_nexus_pods_reach_postgresql_and_redis(overlay: str) -> None:
         for name, component in (("nexus-postgresql", "postgresql"), ("nexus-redis", "redis")):
             labels = find("dev", "StatefulSet", name)["spec"]["template"]["metadata"]["labels"]
             assert labels["app.kubernetes.io/component"] == component
+
+
+@pytest.mark.parametrize("container", ["web", "worker"])
+def test_the_dev_pods_settings_are_valid_nexus_settings(container: str, tmp_path: Path) -> None:
+    # What a dev pod would start with: the ConfigMap, its own env, and the
+    # Secret's keys as files where its *_FILE variables say.
+    secret = find("dev", "Secret", "nexus-secrets")["data"]
+    pod = find("dev", "Deployment", f"nexus-{container}")["spec"]["template"]["spec"]
+    [spec] = pod["containers"]
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update(config("dev"))
+    for name, value in env_of(spec).items():
+        env[name] = value
+        if name.endswith("_FILE"):
+            path = tmp_path / value.rsplit("/", 1)[1]
+            path.write_bytes(base64.b64decode(secret[path.name]))
+            env[name] = str(path)
+    env["NEXUS_SECRETS_DIR"] = str(tmp_path)  # the ConfigMap names the pod's mount
+    env["FLASK_SKIP_DOTENV"] = "1"
+    checked = subprocess.run(
+        [sys.executable, "-c", "from nexus.config import load_settings; s = load_settings();"
+         " print(s.env, s.database_url.split('@')[1], s.redis_url)"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.split() == [
+        "staging", "nexus-postgresql:5432/nexus", "redis://nexus-redis:6379/0",
+    ]  # fmt: skip
