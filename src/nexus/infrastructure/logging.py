@@ -417,12 +417,9 @@ def log_event(name: str, event_dict: dict[str, Any]) -> None:
     For the line every request writes (``event_dict`` holds ``event`` and its
     fields, in the order they are to appear): structlog's lazy proxy, its
     bound-logger copy and the keyword arguments cost more than rendering the
-    line. The same chain runs (capturing tests see the event as ever).
+    line. The same chain runs (capturing tests see the event as ever); call
+    it once :func:`configure_logging` has made the chain (``create_app`` does).
     """
-    if not _PROCESSORS:  # logging not configured: structlog's defaults
-        fields = dict(event_dict)
-        get_logger(name).info(fields.pop("event"), **fields)
-        return
     logger = _WRAPPED.get(name)
     if logger is None:
         logger = _WRAPPED.setdefault(name, _StderrLogger(name))

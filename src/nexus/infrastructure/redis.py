@@ -24,8 +24,10 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from nexus.config import Settings
+from nexus.infrastructure.logging import get_logger
 
 EXTENSION_KEY = "nexus.redis"
+log = get_logger(__name__)
 
 
 def create_redis(
@@ -83,7 +85,7 @@ def eviction_policy(redis: Redis) -> str | None:
     return answer.get("maxmemory-policy")
 
 
-def warn_if_evicting(redis: Redis, log: Any) -> None:
+def warn_if_evicting(redis: Redis) -> None:
     """Log a warning when Redis may evict keys: RQ would lose jobs and queues."""
     try:
         policy = eviction_policy(redis)

@@ -67,7 +67,7 @@ def worker_command(burst: bool, queue_names: tuple[str, ...], name: str | None) 
     # Its own pool: RQ raises the socket timeout of the pool it is given to
     # outlast its blocking dequeue, which the app's commands should not inherit.
     connection = create_redis(settings, client_name="nexus-worker")
-    warn_if_evicting(connection, log)
+    warn_if_evicting(connection)
     worker_class = NexusSimpleWorker if settings.worker_mode == "simple" else NexusWorker
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if settings.worker_metrics_port and not burst:
