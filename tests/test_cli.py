@@ -160,3 +160,9 @@ def test_bad_configuration_fails_fast_with_one_message(
     assert "Traceback" not in result.stderr
     assert "DATABASE_URL: driver 'sqlite' is not supported" in result.stderr
     assert "NEXUS_JWT_SECRET: required in prod" in result.stderr
+
+
+def test_db_wait_refuses_a_negative_timeout(app: Flask) -> None:
+    result = app.test_cli_runner().invoke(args=["db", "wait", "--timeout", "-1"])
+    assert result.exit_code == 2
+    assert "Invalid value for '--timeout'" in result.output
